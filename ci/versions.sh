@@ -1,0 +1,9 @@
+# The one place where every pinned tool version lives.
+# Sourced by the scripts under ci/ and read by tests (KEY=value lines only).
+HELM_VERSION=v4.3.1
+HELM3_VERSION=v3.22.0
+UV_VERSION=0.13.8
+KAFKA_VERSION=4.1.1
+SCALA_BINARY_VERSION=2.13
+# Kubernetes minor lines the rendered chart is validated against (newest three).
+K8S_SCHEMA_VERSIONS="v1.35.4 v1.36.3 v1.37.2"
