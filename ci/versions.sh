@@ -7,3 +7,7 @@ KAFKA_VERSION=4.1.1
 SCALA_BINARY_VERSION=2.13
 # Kubernetes minor lines the rendered chart is validated against (newest three).
 K8S_SCHEMA_VERSIONS="v1.35.4 v1.36.3 v1.37.2"
+# CRD schemas (openAPIV3Schema) for the validator, from Go module zips
+# (gateway-api v1.7.0 needs go >= 1.27 to download, so the newest v1.6 patch).
+GATEWAY_API_VERSION=v1.6.3
+PROMETHEUS_OPERATOR_VERSION=v0.85.0

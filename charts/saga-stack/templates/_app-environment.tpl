@@ -1,0 +1,118 @@
+{{/*
+The app's environment, derived in this one place from whichever data-layer
+mode is active (bundled subchart or external service). The ConfigMap renders
+"saga-stack.appConfig"; the Deployment and the hook Jobs add
+"saga-stack.secretEnv". Hook Jobs render the config inline because a
+pre-upgrade hook runs before this revision's ConfigMap exists.
+*/}}
+
+{{- define "saga-stack.appConfig" -}}
+{{- $pg := .Values.postgresql }}
+{{- $redis := .Values.redis -}}
+PORT: {{ .Values.containerPort | quote }}
+LOG_LEVEL: {{ .Values.config.logLevel | quote }}
+LOCK_TTL_MS: {{ .Values.config.lockTtlMs | quote }}
+SAGA_LEASE_SECONDS: {{ .Values.config.sagaLeaseSeconds | quote }}
+SHUTDOWN_GRACE_SECONDS: {{ .Values.shutdown.appGraceSeconds | quote }}
+DATABASE_POOL_SIZE: {{ .Values.config.databasePoolSize | quote }}
+{{- if $pg.enabled }}
+DATABASE_HOST: {{ include "saga-stack.subchartFullname" (list . "postgresql") | quote }}
+DATABASE_PORT: {{ $pg.service.port | quote }}
+DATABASE_NAME: {{ $pg.auth.database | quote }}
+DATABASE_USER: {{ $pg.auth.username | quote }}
+DATABASE_SSLMODE: "disable"
+{{- else }}
+DATABASE_HOST: {{ .Values.externalDatabase.host | quote }}
+DATABASE_PORT: {{ .Values.externalDatabase.port | quote }}
+DATABASE_NAME: {{ .Values.externalDatabase.database | quote }}
+DATABASE_USER: {{ .Values.externalDatabase.user | quote }}
+DATABASE_SSLMODE: {{ .Values.externalDatabase.sslmode | quote }}
+{{- end }}
+{{- if $redis.enabled }}
+REDIS_MODE: "standalone"
+REDIS_HOST: {{ printf "%s-master" (include "saga-stack.subchartFullname" (list . "redis")) | quote }}
+REDIS_PORT: {{ $redis.service.port | quote }}
+REDIS_TLS: "false"
+{{- else if eq .Values.externalRedis.mode "sentinel" }}
+REDIS_MODE: "sentinel"
+REDIS_SENTINEL_NODES: {{ join "," .Values.externalRedis.sentinelNodes | quote }}
+REDIS_SENTINEL_MASTER: {{ .Values.externalRedis.sentinelMasterSet | quote }}
+REDIS_TLS: {{ .Values.externalRedis.tls | quote }}
+{{- else }}
+REDIS_MODE: "standalone"
+REDIS_HOST: {{ .Values.externalRedis.host | quote }}
+REDIS_PORT: {{ .Values.externalRedis.port | quote }}
+REDIS_TLS: {{ .Values.externalRedis.tls | quote }}
+{{- end }}
+{{- if .Values.kafka.enabled }}
+KAFKA_BOOTSTRAP_SERVERS: {{ printf "%s:%v" (include "saga-stack.subchartFullname" (list . "kafka")) .Values.kafka.service.port | quote }}
+KAFKA_SECURITY_PROTOCOL: "PLAINTEXT"
+{{- else }}
+KAFKA_BOOTSTRAP_SERVERS: {{ join "," .Values.externalKafka.bootstrapServers | quote }}
+KAFKA_SECURITY_PROTOCOL: {{ .Values.externalKafka.securityProtocol | quote }}
+{{- with .Values.externalKafka.sasl.mechanism }}
+KAFKA_SASL_MECHANISM: {{ . | quote }}
+KAFKA_SASL_USERNAME: {{ $.Values.externalKafka.sasl.username | quote }}
+{{- end }}
+{{- end }}
+KAFKA_TOPIC_EVENTS: {{ .Values.topics.events | quote }}
+KAFKA_TOPIC_DEAD_LETTER: {{ .Values.topics.deadLetter | quote }}
+KAFKA_CONSUMER_GROUP: {{ .Values.topics.consumerGroup | quote }}
+KAFKA_TOPIC_PARTITIONS: {{ .Values.topics.partitions | quote }}
+KAFKA_TOPIC_REPLICATION_FACTOR: {{ .Values.topics.replicationFactor | quote }}
+KAFKA_TOPIC_MIN_INSYNC_REPLICAS: {{ .Values.topics.minInsyncReplicas | quote }}
+{{- end }}
+
+{{/* Where each credential lives: the umbrella's existingSecret, a subchart's Secret, or the external service's. */}}
+{{- define "saga-stack.secretEnv" -}}
+{{- $appSecret := include "saga-stack.fullname" . }}
+- name: DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+{{- if .Values.existingSecret }}
+      name: {{ .Values.existingSecret }}
+      key: database-password
+{{- else if .Values.postgresql.enabled }}
+      name: {{ .Values.postgresql.auth.existingSecret | default (include "saga-stack.subchartFullname" (list . "postgresql")) }}
+      key: password
+{{- else if .Values.externalDatabase.existingSecret }}
+      name: {{ .Values.externalDatabase.existingSecret }}
+      key: {{ .Values.externalDatabase.existingSecretPasswordKey }}
+{{- else }}
+      name: {{ $appSecret }}
+      key: database-password
+{{- end }}
+{{- if or (and .Values.redis.enabled .Values.redis.auth.enabled) (and (not .Values.redis.enabled) (or .Values.externalRedis.password .Values.externalRedis.existingSecret)) .Values.existingSecret }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+{{- if .Values.existingSecret }}
+      name: {{ .Values.existingSecret }}
+      key: redis-password
+{{- else if .Values.redis.enabled }}
+      name: {{ .Values.redis.auth.existingSecret | default (include "saga-stack.subchartFullname" (list . "redis")) }}
+      key: password
+{{- else if .Values.externalRedis.existingSecret }}
+      name: {{ .Values.externalRedis.existingSecret }}
+      key: {{ .Values.externalRedis.existingSecretPasswordKey }}
+{{- else }}
+      name: {{ $appSecret }}
+      key: redis-password
+{{- end }}
+{{- end }}
+{{- if and (not .Values.kafka.enabled) .Values.externalKafka.sasl.mechanism }}
+- name: KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+{{- if .Values.existingSecret }}
+      name: {{ .Values.existingSecret }}
+      key: kafka-sasl-password
+{{- else if .Values.externalKafka.sasl.existingSecret }}
+      name: {{ .Values.externalKafka.sasl.existingSecret }}
+      key: {{ .Values.externalKafka.sasl.existingSecretPasswordKey }}
+{{- else }}
+      name: {{ $appSecret }}
+      key: kafka-sasl-password
+{{- end }}
+{{- end }}
+{{- end }}

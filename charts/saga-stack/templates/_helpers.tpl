@@ -1,0 +1,81 @@
+{{/* Names and labels only. */}}
+
+{{- define "saga-stack.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "saga-stack.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "saga-stack.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "saga-stack.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "saga-stack.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: app
+{{- end }}
+
+{{/* Labels of every object of the release, without the component. */}}
+{{- define "saga-stack.commonLabels" -}}
+helm.sh/chart: {{ include "saga-stack.chart" . }}
+app.kubernetes.io/name: {{ include "saga-stack.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: saga-stack
+{{- end }}
+
+{{/* Labels of the app's objects. */}}
+{{- define "saga-stack.labels" -}}
+{{ include "saga-stack.commonLabels" . }}
+app.kubernetes.io/component: app
+{{- end }}
+
+{{- define "saga-stack.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "saga-stack.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "saga-stack.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Names of the bundled data-layer subcharts' objects (their fullname rule). */}}
+{{- define "saga-stack.subchartFullname" -}}
+{{- $root := index . 0 }}
+{{- $chart := index . 1 }}
+{{- $values := index $root.Values $chart }}
+{{- if $values.fullnameOverride }}
+{{- $values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains $chart $root.Release.Name }}
+{{- $root.Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" $root.Release.Name $chart | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* Labels that admit a pod through the bundled data layer's NetworkPolicies. */}}
+{{- define "saga-stack.dataClientLabels" -}}
+saga-stack.io/postgresql-client: "true"
+saga-stack.io/redis-client: "true"
+saga-stack.io/kafka-client: "true"
+{{- end }}
