@@ -75,9 +75,7 @@ FETCH_SCRIPT = REPO_ROOT / "ci" / "fetch-k8s-schemas.sh"
 
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
-_JSON_SCHEMA_PROPS = (
-    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"
-)
+_JSON_SCHEMA_PROPS = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"
 # <signed number><suffix>: binary SI (Ki..Ei), decimal SI (n u m "" k M G T P E)
 # or a decimal exponent (e3, E-2), as apimachinery's resource.ParseQuantity.
 QUANTITY_PATTERN = (
@@ -91,9 +89,7 @@ _SUBSCHEMA = ("items", "additionalItems", "not")
 _SUBSCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
 _SUBSCHEMA_MAPS = ("properties", "patternProperties", "definitions")
 # Kept out of the compiled schemas: only descriptive, and they are most of the bytes.
-_DROP = frozenset(
-    {"description", "example", "externalDocs", "x-kubernetes-validations", "default"}
-)
+_DROP = frozenset({"description", "example", "externalDocs", "x-kubernetes-validations", "default"})
 
 
 class UnknownKind(LookupError):
@@ -132,9 +128,7 @@ def schema_versions() -> list[str]:
 
 
 def schema_root() -> Path:
-    cache = os.environ.get("SAGA_STACK_CACHE") or str(
-        Path.home() / ".cache" / "saga-stack"
-    )
+    cache = os.environ.get("SAGA_STACK_CACHE") or str(Path.home() / ".cache" / "saga-stack")
     return Path(cache) / "k8s-openapi"
 
 
@@ -148,13 +142,9 @@ def crd_dirs() -> list[Path]:
     ]
 
 
-def missing_schema_files(
-    versions: Iterable[str] | None = None, *, crds: bool = True
-) -> list[Path]:
+def missing_schema_files(versions: Iterable[str] | None = None, *, crds: bool = True) -> list[Path]:
     """What load_validator() would need but the cache lacks ([] when complete)."""
-    wanted = [
-        schema_root() / _norm(v) / "swagger.json" for v in versions or schema_versions()
-    ]
+    wanted = [schema_root() / _norm(v) / "swagger.json" for v in versions or schema_versions()]
     if crds:
         wanted += [d / ".complete" for d in crd_dirs()]
     return [p for p in wanted if not p.is_file()]
@@ -208,9 +198,7 @@ def _strict(schema: Any, *, branch: bool = False) -> Any:
         if isinstance(out.get(key), dict):
             out[key] = {name: _strict(s, branch=branch) for name, s in out[key].items()}
     if isinstance(out.get("additionalProperties"), dict):
-        out["additionalProperties"] = _strict(
-            out["additionalProperties"], branch=branch
-        )
+        out["additionalProperties"] = _strict(out["additionalProperties"], branch=branch)
 
     preserve = bool(out.get("x-kubernetes-preserve-unknown-fields"))
     if out.get("x-kubernetes-embedded-resource") and "properties" in out:
@@ -218,12 +206,7 @@ def _strict(schema: Any, *, branch: bool = False) -> Any:
         props.setdefault("apiVersion", {"type": "string"})
         props.setdefault("kind", {"type": "string"})
         props.setdefault("metadata", {"type": "object"})
-    if (
-        "properties" in out
-        and "additionalProperties" not in out
-        and not preserve
-        and not branch
-    ):
+    if "properties" in out and "additionalProperties" not in out and not preserve and not branch:
         out["additionalProperties"] = False
     return out
 
@@ -267,9 +250,7 @@ def _crd_documents(directory: Path) -> tuple[Mapping[str, Any], ...]:
     return tuple(docs)
 
 
-def _crd_schemas(
-    builtin_uri: str, crds: Iterable[Mapping[str, Any]]
-) -> dict[tuple[str, str], Any]:
+def _crd_schemas(builtin_uri: str, crds: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Any]:
     """(apiVersion, kind) -> strict schema, for every served version of every CRD."""
     schemas: dict[tuple[str, str], Any] = {}
     meta_ref = {"$ref": f"{builtin_uri}#/definitions/{OBJECT_META}"}
@@ -319,9 +300,7 @@ def _additional_properties(
         return
     known = schema.get("properties", {})
     patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
-    extras = [
-        k for k in instance if k not in known and not any(p.search(k) for p in patterns)
-    ]
+    extras = [k for k in instance if k not in known and not any(p.search(k) for p in patterns)]
     if isinstance(ap, dict):
         for extra in extras:
             yield from validator.descend(instance[extra], ap, path=extra)
@@ -421,7 +400,8 @@ def _message(error: ValidationError) -> str:
     if error.validator in ("anyOf", "oneOf") and error.context:
         inner = best_match(error.context)
         where = _path(list(inner.relative_path))
-        return f"matches none of the allowed forms ({error.validator}); closest: {where}: {_message(inner)}"
+        closest = f"{where}: {_message(inner)}"
+        return f"matches none of the allowed forms ({error.validator}); closest: {closest}"
     if error.validator in (
         "minimum",
         "maximum",
@@ -455,8 +435,7 @@ class Validator:
             (builtin_uri, DRAFT4.create_resource(builtin))
         ]
         self._refs: dict[tuple[str, str], str] = {
-            key: f"{builtin_uri}#/definitions/{name}"
-            for key, name in _gvk_index(swagger).items()
+            key: f"{builtin_uri}#/definitions/{name}" for key, name in _gvk_index(swagger).items()
         }
         self.builtin_kinds = frozenset(self._refs)
         for key, schema in _crd_schemas(builtin_uri, crds).items():
@@ -490,9 +469,7 @@ class Validator:
     def validate(self, obj: Any) -> list[str]:
         """Human-readable errors ("<path>: <message>"), [] when valid; raises UnknownKind."""
         if not isinstance(obj, dict):
-            return [
-                f"<root>: expected a Kubernetes object (mapping), got {_short(obj)}"
-            ]
+            return [f"<root>: expected a Kubernetes object (mapping), got {_short(obj)}"]
         problems = [
             f"{f}: missing or not a string"
             for f in ("apiVersion", "kind")
@@ -509,9 +486,7 @@ class Validator:
 def _load_swagger(version: str) -> Mapping[str, Any]:
     path = schema_root() / version / "swagger.json"
     if not path.is_file():
-        raise SchemasMissing(
-            f"{path} is missing: run {FETCH_SCRIPT.relative_to(REPO_ROOT)}"
-        )
+        raise SchemasMissing(f"{path} is missing: run {FETCH_SCRIPT.relative_to(REPO_ROOT)}")
     with path.open("rb") as fh:
         swagger: Mapping[str, Any] = json.load(fh)
     return swagger

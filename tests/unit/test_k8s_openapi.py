@@ -53,9 +53,7 @@ def deployment() -> dict[str, Any]:
                                 {"name": "A", "value": "1"},
                                 {
                                     "name": "B",
-                                    "valueFrom": {
-                                        "secretKeyRef": {"name": "s", "key": "k"}
-                                    },
+                                    "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}},
                                 },
                             ],
                             "resources": {
@@ -135,9 +133,7 @@ def test_unknown_field_anywhere_is_an_error(where: Any, field: str) -> None:
     obj = deployment()
     where(obj)[field] = {}
     errors = validate(obj, VERSIONS[-1])
-    assert len(errors) == 1 and errors[0].endswith(
-        f'{field}: unknown field "{field}"'
-    ), errors
+    assert len(errors) == 1 and errors[0].endswith(f'{field}: unknown field "{field}"'), errors
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -170,9 +166,7 @@ def test_null_is_fine_for_optional_fields_only() -> None:
     container(obj)["resources"] = None
     assert validate(obj, VERSIONS[-1]) == []
     container(obj)["name"] = None
-    assert validate(obj, VERSIONS[-1]) == [
-        f"{CONTAINER}.name: expected string, got null null"
-    ]
+    assert validate(obj, VERSIONS[-1]) == [f"{CONTAINER}.name: expected string, got null null"]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -189,9 +183,7 @@ def test_int_or_string_rejects_other_types(target_port: Any) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "quantity", ["250m", "1.5", 2, 0.5, "512Mi", "1Gi", "1e3", "100k"]
-)
+@pytest.mark.parametrize("quantity", ["250m", "1.5", 2, 0.5, "512Mi", "1Gi", "1e3", "100k"])
 def test_quantity_accepts_numbers_and_quantity_strings(quantity: Any) -> None:
     obj = deployment()
     container(obj)["resources"]["limits"]["memory"] = quantity
@@ -203,9 +195,9 @@ def test_quantity_rejects_garbage(quantity: Any) -> None:
     obj = deployment()
     container(obj)["resources"]["limits"]["memory"] = quantity
     errors = validate(obj, VERSIONS[-1])
-    assert len(errors) == 1 and errors[0].startswith(
-        f"{CONTAINER}.resources.limits.memory: "
-    ), errors
+    assert len(errors) == 1 and errors[0].startswith(f"{CONTAINER}.resources.limits.memory: "), (
+        errors
+    )
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -297,9 +289,7 @@ def test_common_chart_mistakes() -> None:
         "stringData": {"plain": "hello"},
     }
     errors = validate(secret, VERSIONS[-1])
-    assert len(errors) == 1 and errors[0].startswith(
-        'data.bad: "hello" is not base64'
-    ), errors
+    assert len(errors) == 1 and errors[0].startswith('data.bad: "hello" is not base64'), errors
     # (enum-valued fields such as imagePullPolicy carry their values only in the
     # description of the OpenAPI v2 spec, so they are not checked here)
     obj = deployment()
@@ -346,9 +336,7 @@ def test_other_kinds_the_chart_renders_pass() -> None:
             "spec": {
                 "podSelector": {},
                 "policyTypes": ["Ingress"],
-                "ingress": [
-                    {"ports": [{"port": "http"}, {"port": 9090, "protocol": "TCP"}]}
-                ],
+                "ingress": [{"ports": [{"port": "http"}, {"port": 9090, "protocol": "TCP"}]}],
             },
         },
         {
@@ -395,9 +383,7 @@ def httproute() -> dict[str, Any]:
         "kind": "HTTPRoute",
         "metadata": {"name": "saga-api", "labels": {"a": "b"}},
         "spec": {
-            "parentRefs": [
-                {"name": "public", "namespace": "gateways", "sectionName": "https"}
-            ],
+            "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "https"}],
             "hostnames": ["saga.example.com"],
             "rules": [
                 {
@@ -492,18 +478,11 @@ def test_the_pinned_versions_are_three_minor_lines() -> None:
 def test_fetch_script_is_idempotent_and_offline_when_warm() -> None:
     script = str(k8s_openapi.FETCH_SCRIPT)
     assert (
-        subprocess.run(
-            ["bash", script, "--help"], capture_output=True, check=False
-        ).returncode
-        == 0
+        subprocess.run(["bash", script, "--help"], capture_output=True, check=False).returncode == 0
     )
-    check = subprocess.run(
-        ["bash", script, "--check"], capture_output=True, text=True, check=False
-    )
+    check = subprocess.run(["bash", script, "--check"], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    bad = subprocess.run(
-        ["bash", script, "--nope"], capture_output=True, text=True, check=False
-    )
+    bad = subprocess.run(["bash", script, "--nope"], capture_output=True, text=True, check=False)
     assert bad.returncode != 0 and "unknown option: --nope" in bad.stderr
 
 
@@ -525,20 +504,12 @@ def test_crd_int_or_string(target_port: Any) -> None:
 
 
 def test_crd_manifests_themselves_validate_down_to_nested_schemas() -> None:
-    crds = [
-        doc for d in k8s_openapi.crd_dirs() for doc in k8s_openapi._crd_documents(d)
-    ]
+    crds = [doc for d in k8s_openapi.crd_dirs() for doc in k8s_openapi._crd_documents(d)]
     assert len(crds) >= 10
     for crd in crds:
-        assert validate(copy.deepcopy(dict(crd)), VERSIONS[0]) == [], crd["metadata"][
-            "name"
-        ]
-    crd = copy.deepcopy(
-        dict(next(c for c in crds if c["spec"]["names"]["kind"] == "HTTPRoute"))
-    )
+        assert validate(copy.deepcopy(dict(crd)), VERSIONS[0]) == [], crd["metadata"]["name"]
+    crd = copy.deepcopy(dict(next(c for c in crds if c["spec"]["names"]["kind"] == "HTTPRoute")))
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     schema["properties"]["spec"]["properties"]["rules"]["items"]["maxItem"] = 3
-    where = (
-        "spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.rules.items"
-    )
+    where = "spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.rules.items"
     assert validate(crd, VERSIONS[0]) == [f'{where}.maxItem: unknown field "maxItem"']

@@ -1,0 +1,73 @@
+# saga-stack: one entry point per job. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+PYTEST := $(PY) -m pytest
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+
+# Tiers that exist: a tier is its folder under tests/ with at least one test file.
+TIERS := $(foreach t,unit integration e2e,$(if $(wildcard tests/$(t)/test_*.py),$(t)))
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@echo "  tiers present: $(TIERS)"
+
+.PHONY: tools
+tools: ## pinned Python venv (.venv) and helm v4 + v3 (.tools/bin)
+	ci/bootstrap.sh --all
+
+.PHONY: services-deps
+services-deps: ## PostgreSQL, Redis, Sentinel, Java and Kafka jars for the integration tier
+	ci/install-services.sh
+
+.PHONY: test
+test: tools lint ## every test tier that exists (today: see `make help`)
+	@echo "==> running tiers: $(TIERS)"
+	@$(MAKE) --no-print-directory $(addprefix test-,$(TIERS))
+
+.PHONY: lint
+lint: ## ruff on all Python, and the chart README tables against values.yaml
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	$(PY) ci/chart-readme.py --check
+
+.PHONY: test-unit
+test-unit: ## chart renders, schemas, bad values, policies; app domain logic (no services)
+	$(PYTEST) tests/unit
+
+.PHONY: test-integration
+test-integration: services-deps ## the app against real PostgreSQL, Redis, Sentinel and Kafka on loopback
+	$(PYTEST) tests/integration
+
+.PHONY: test-e2e
+test-e2e: ## the chart on a real multi-node cluster
+	@if [ -z "$(wildcard tests/e2e/test_*.py)" ]; then \
+	  echo "make test-e2e: the e2e tier does not exist yet: it needs the offline multi-node cluster (issue 3); see docs/cluster-spike.md" >&2; exit 1; fi
+	$(PYTEST) tests/e2e
+
+.PHONY: up
+up: ## bring the whole stack up on a local cluster (creating the cluster when there is none)
+	@if [ ! -x ci/cluster/up.sh ]; then \
+	  echo "make up: the local cluster is not built yet (issue 3); today the chart installs on any cluster you have:" >&2; \
+	  echo "  helm install saga charts/saga-stack -f values/local.yaml" >&2; exit 1; fi
+	ci/cluster/up.sh
+
+.PHONY: down
+down: ## remove the local cluster and everything on it
+	@if [ ! -x ci/cluster/down.sh ]; then \
+	  echo "make down: nothing to remove: the local cluster is not built yet (issue 3)" >&2; exit 1; fi
+	ci/cluster/down.sh
+
+.PHONY: bench
+bench: tools services-deps ## benchmarks: JSON + PNG under bench-results/
+	$(PY) -m tests.bench.saga_bench
+
+.PHONY: chart-readme
+chart-readme: ## regenerate the charts' README values tables
+	$(PY) ci/chart-readme.py
+
+.PHONY: lock
+lock: ## re-resolve requirements/*.lock from app/pyproject.toml and requirements/dev.in
+	uv pip compile --quiet app/pyproject.toml -o requirements/app.lock --python-version 3.11 --no-header
+	uv pip compile --quiet requirements/dev.in -o requirements/dev.lock --python-version 3.11 --no-header

@@ -1,0 +1,186 @@
+"""Bad values are refused at `helm template` time, with the offending key named.
+
+Each case: the values, and the text the error must contain (the key's path as
+helm's schema validator prints it, or the key name in our own checks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from helm import render_error
+
+CASES: list[tuple[str, dict[str, Any], list[str]]] = [
+    # unknown keys, at each level
+    ("unknown top-level key", {"replica": 3}, ["additional properties 'replica'"]),
+    ("unknown key under image", {"image.tags": "1.0"}, ["/image", "'tags'"]),
+    (
+        "unknown key under autoscaling",
+        {"autoscaling.minReplicas": 2},
+        ["/autoscaling", "'minReplicas'"],
+    ),
+    (
+        "unknown key three levels down",
+        {"probes.readiness.initialDelay": 5},
+        ["/probes/readiness", "'initialDelay'"],
+    ),
+    (
+        "unknown key in an ingress host",
+        {
+            "ingress.hosts": [
+                {
+                    "host": "a.example.com",
+                    "paths": [{"path": "/", "pathType": "Prefix"}],
+                    "tls": True,
+                }
+            ]
+        },
+        ["/ingress/hosts/0", "'tls'"],
+    ),
+    ("unknown key in a subchart", {"postgresql.replicas": 2}, ["postgresql", "'replicas'"]),
+    (
+        "unknown key in a subchart's nested map",
+        {"kafka.persistence.sizes": "1Gi"},
+        ["kafka", "/persistence", "'sizes'"],
+    ),
+    # wrong types
+    ("replicas as a string", {"replicas": "three"}, ["/replicas", "string"]),
+    ("autoscaling.enabled as a string", {"autoscaling.enabled": "yes"}, ["/autoscaling/enabled"]),
+    ("service.port as a string", {"service.port": "http"}, ["/service/port"]),
+    ("podAnnotations value not a string", {"podAnnotations": {"a": 1}}, ["/podAnnotations/a"]),
+    ("tolerations not a list", {"tolerations": {"key": "x"}}, ["/tolerations"]),
+    # ranges and enums
+    ("zero replicas", {"replicas": 0}, ["/replicas", "minimum"]),
+    ("negative replicas", {"replicas": -2}, ["/replicas", "minimum"]),
+    (
+        "replicas above maxReplicas",
+        {"autoscaling.enabled": True, "replicas": 12, "autoscaling.maxReplicas": 10},
+        ["replicas (12)", "autoscaling.maxReplicas (10)"],
+    ),
+    ("port zero", {"containerPort": 0}, ["/containerPort"]),
+    ("port above 65535", {"service.port": 70000}, ["/service/port", "maximum"]),
+    ("bad pullPolicy", {"image.pullPolicy": "Sometimes"}, ["/image/pullPolicy"]),
+    ("empty image repository", {"image.repository": ""}, ["/image/repository"]),
+    ("image repository with a space", {"image.repository": "my app"}, ["/image/repository"]),
+    ("bad digest", {"image.digest": "sha256:xyz"}, ["/image/digest"]),
+    ("invalid CPU quantity", {"resources.requests.cpu": "lots"}, ["/resources/requests/cpu"]),
+    ("invalid memory quantity", {"resources.limits.memory": "1GB"}, ["/resources/limits/memory"]),
+    (
+        "invalid subchart storage size",
+        {"postgresql.persistence.size": "big"},
+        ["postgresql", "/persistence/size"],
+    ),
+    ("bad log level", {"config.logLevel": "LOUD"}, ["/config/logLevel"]),
+    ("bad service type", {"service.type": "ExternalName"}, ["/service/type"]),
+    ("bad topic name", {"topics.events": "saga events"}, ["/topics/events"]),
+    (
+        "bad ingress pathType",
+        {
+            "ingress.hosts": [
+                {"host": "a.example.com", "paths": [{"path": "/", "pathType": "Glob"}]}
+            ]
+        },
+        ["/ingress/hosts/0/paths/0/pathType"],
+    ),
+    (
+        "bad ingress host",
+        {"ingress.hosts": [{"host": "Not A Host", "paths": [{"path": "/", "pathType": "Prefix"}]}]},
+        ["/ingress/hosts/0/host"],
+    ),
+    (
+        "bad external bootstrap server",
+        {"kafka.enabled": False, "externalKafka.bootstrapServers": ["no-port"]},
+        ["/externalKafka/bootstrapServers/0"],
+    ),
+    ("bad redis mode", {"externalRedis.mode": "cluster"}, ["/externalRedis/mode"]),
+    ("kafka with 2 nodes", {"kafka.replicaCount": 2}, ["kafka", "/replicaCount"]),
+    (
+        "redis replication not built yet",
+        {"redis.architecture": "replication"},
+        ["redis", "/architecture"],
+    ),
+    # relations between values (templates/validate.yaml)
+    (
+        "ingress on with no host",
+        {"ingress.enabled": True, "ingress.hosts": []},
+        ["ingress.hosts is empty"],
+    ),
+    (
+        "httpRoute on with no parentRefs",
+        {"httpRoute.enabled": True},
+        ["httpRoute.parentRefs is empty"],
+    ),
+    (
+        "external database with no host",
+        {"postgresql.enabled": False, "externalDatabase.password": "x"},
+        ["externalDatabase.host is empty"],
+    ),
+    (
+        "external database with no password",
+        {"postgresql.enabled": False, "externalDatabase.host": "db"},
+        ["externalDatabase.password", "externalDatabase.existingSecret"],
+    ),
+    ("external redis with no host", {"redis.enabled": False}, ["externalRedis.host is empty"]),
+    (
+        "sentinel mode with no sentinels",
+        {"redis.enabled": False, "externalRedis.mode": "sentinel"},
+        ["externalRedis.sentinelNodes is empty"],
+    ),
+    (
+        "external kafka with no brokers",
+        {"kafka.enabled": False},
+        ["externalKafka.bootstrapServers is empty"],
+    ),
+    (
+        "SASL protocol without mechanism",
+        {
+            "kafka.enabled": False,
+            "externalKafka.bootstrapServers": ["k:9092"],
+            "externalKafka.securityProtocol": "SASL_SSL",
+        },
+        ["externalKafka.sasl.mechanism is empty"],
+    ),
+    (
+        "grace period too short",
+        {"shutdown.terminationGracePeriodSeconds": 10},
+        ["shutdown.terminationGracePeriodSeconds (10)"],
+    ),
+    (
+        "min ISR above replication",
+        {"topics.minInsyncReplicas": 2},
+        ["topics.minInsyncReplicas (2)", "topics.replicationFactor (1)"],
+    ),
+    (
+        "replication above brokers",
+        {"topics.replicationFactor": 3, "topics.minInsyncReplicas": 2},
+        ["topics.replicationFactor (3)", "kafka.replicaCount (1)"],
+    ),
+    (
+        "HPA without any metric",
+        {
+            "autoscaling.enabled": True,
+            "autoscaling.targetCPUUtilizationPercentage": 0,
+            "autoscaling.targetMemoryUtilizationPercentage": 0,
+        },
+        ["no metric"],
+    ),
+    (
+        "PDB that blocks every disruption",
+        {"pdb.enabled": True, "replicas": 2, "pdb.maxUnavailable": 2},
+        ["pdb.maxUnavailable (2)"],
+    ),
+]
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(CASES) >= 25
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"), [(v, e) for _, v, e in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_values_are_refused_naming_the_key(values: dict[str, Any], expected: list[str]) -> None:
+    message = render_error(values=values)
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in helm's error:\n{message}"
