@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 from helm import (
     CHART,
     PROFILES,
@@ -368,3 +369,23 @@ def test_notes_tell_how_to_reach_the_app() -> None:
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert "port-forward service/saga-saga-stack" in notes
     assert "http://saga.local/" in notes
+
+
+def test_chart_works_as_a_subchart_of_a_bigger_umbrella(tmp_path: Any) -> None:
+    parent = tmp_path / "platform"
+    (parent / "templates").mkdir(parents=True)
+    (parent / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n"
+        f"  - name: saga-stack\n    version: 0.1.0\n    repository: file://{CHART}\n"
+        "    condition: saga-stack.enabled\n"
+    )
+    (parent / "values.yaml").write_text(
+        "global:\n  environment: staging\nsaga-stack:\n  enabled: true\n  replicas: 4\n"
+    )
+    helm("dependency", "build", str(parent))
+    proc = helm("template", "shop", str(parent))
+    objects = [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+    assert one(objects, "Deployment")["spec"]["replicas"] == 4
+    # still strict inside the parent
+    bad = helm("template", "shop", str(parent), "--set", "saga-stack.replica=4", check=False)
+    assert bad.returncode != 0 and "'replica'" in bad.stderr
