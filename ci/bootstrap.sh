@@ -12,7 +12,8 @@ Usage: ci/bootstrap.sh [--python] [--helm] [--all]
 Installs the pinned tools into the repository (nothing outside it but caches):
   --python   .venv from requirements/app.lock + requirements/dev.lock, app/ editable
   --helm     .tools/bin/helm (v4) and .tools/bin/helm3 (v3, for the render-equality check)
-  --all      both (the default)
+  --promtool promtool from Debian's prometheus package (checks the chart's alert rules)
+  --all      all of them (the default)
 
 Versions: ci/versions.sh.  Cache: $SAGA_STACK_CACHE (default ~/.cache/saga-stack).
 EOF
@@ -27,13 +28,14 @@ tools="$repo/.tools/bin"
 step() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
 
-want_python=0 want_helm=0
+want_python=0 want_helm=0 want_promtool=0
 [ $# -eq 0 ] && set -- --all
 for arg in "$@"; do
   case "$arg" in
     --python) want_python=1 ;;
     --helm) want_helm=1 ;;
-    --all) want_python=1 want_helm=1 ;;
+    --promtool) want_promtool=1 ;;
+    --all) want_python=1 want_helm=1 want_promtool=1 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $arg" ;;
   esac
@@ -83,7 +85,27 @@ go_build_tool() {
   step "$name: $("$tools/$name" version --short 2>/dev/null || echo "$version")"
 }
 
+# promtool comes out of Debian's prometheus .deb, unpacked into .tools/bin: installing
+# the package would also start a Prometheus server on machines that run systemd.
+install_promtool() {
+  local debs="$cache/debs"
+  mkdir -p "$debs" "$tools"
+  if ! ls "$debs"/prometheus_*.deb >/dev/null 2>&1; then
+    step "downloading Debian's prometheus package (for promtool)"
+    (cd "$debs" && { apt-get download prometheus >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get download prometheus >/dev/null; }; }) \
+      || die "could not download Debian's prometheus package (for promtool)"
+  fi
+  local unpacked
+  unpacked=$(mktemp -d)
+  dpkg-deb -x "$(ls "$debs"/prometheus_*.deb | tail -n 1)" "$unpacked"
+  install -m 0755 "$unpacked/usr/bin/promtool" "$tools/promtool"
+  rm -rf "$unpacked"
+  step "promtool: $("$tools/promtool" --version 2>&1 | head -n 1)"
+}
+
 [ "$want_python" = 1 ] && install_python
+[ "$want_promtool" = 1 ] && install_promtool
 if [ "$want_helm" = 1 ]; then
   go_build_tool helm.sh/helm/v4/cmd/helm "$HELM_VERSION" helm
   go_build_tool helm.sh/helm/v3/cmd/helm "$HELM3_VERSION" helm3
