@@ -1,0 +1,353 @@
+"""HTTP API (FastAPI). Commands: POST /orders, PUT /stock/{sku}. Queries: GET /orders,
+/sagas, /stock. Bad input always gets a 4xx with a message that says what is wrong."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from saga_service import __version__, metrics, repository, tracing
+from saga_service.domain.order import InvalidOrder, OrderItem, OrderStatus, validate_sku
+from saga_service.domain.saga import SagaState, order_status_for
+from saga_service.lock import LockUnavailable
+from saga_service.orchestrator import UnknownSku
+from saga_service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# --- models -------------------------------------------------------------------------------
+
+
+class OrderItemIn(BaseModel):
+    sku: str = Field(min_length=1, max_length=64, examples=["SKU-1"])
+    quantity: int = Field(gt=0, le=10_000, description="units, at least 1")
+    unit_price_cents: int = Field(ge=0, le=100_000_000)
+
+
+class OrderIn(BaseModel):
+    customer_id: str = Field(
+        min_length=1,
+        max_length=128,
+        description="an id that begins with 'decline' makes the payment fail; one that begins "
+        "with 'fail-confirm' makes the confirmation fail after the charge",
+    )
+    items: list[OrderItemIn] = Field(min_length=1, max_length=1000)
+
+
+class OrderAccepted(BaseModel):
+    order_id: uuid.UUID
+    saga_id: uuid.UUID
+    status: OrderStatus = OrderStatus.PENDING
+
+
+class OrderItemOut(BaseModel):
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+class OrderOut(BaseModel):
+    order_id: uuid.UUID
+    saga_id: uuid.UUID
+    status: OrderStatus
+    customer_id: str
+    total_cents: int
+    items: list[OrderItemOut]
+
+
+class SagaStepOut(BaseModel):
+    step: str
+    outcome: str
+    from_state: str
+    to_state: str
+    detail: str | None
+    executed_by: str | None
+    at: datetime
+
+
+class SagaOut(BaseModel):
+    saga_id: uuid.UUID
+    order_id: uuid.UUID
+    state: SagaState
+    order_status: OrderStatus
+    steps: list[SagaStepOut]
+    attempts: int
+    failed_step: str | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class StockIn(BaseModel):
+    quantity: int = Field(ge=0, le=1_000_000_000, description="units available for sale")
+
+
+class StockOut(BaseModel):
+    sku: str
+    available: int
+    reserved: int
+
+
+class ErrorOut(BaseModel):
+    error: str
+    message: str
+    detail: Any = None
+
+
+def _error(status: int, error: str, message: str, detail: Any = None) -> JSONResponse:
+    body = ErrorOut(error=error, message=message, detail=detail).model_dump(exclude_none=True)
+    return JSONResponse(status_code=status, content=body)
+
+
+# --- middleware ---------------------------------------------------------------------------
+
+
+class BodySizeLimit:
+    """413 for bodies above the limit, whether announced by Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await self._reject(scope, receive, send)
+                    return
+        seen = 0
+        limit = self.max_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    # FastAPI passes HTTPExceptions raised while reading the body through.
+                    raise StarletteHTTPException(413, f"request body larger than {limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = _error(
+            413, "payload_too_large", f"request body larger than {self.max_bytes} bytes"
+        )
+        await response(scope, receive, send)
+
+
+class RequestContext:
+    """Trace context, correlation id, per-route metrics and the response headers.
+
+    `x-served-by` names the process (the pod, in Kubernetes) that answered, so a
+    client can see how requests spread over replicas.
+    """
+
+    def __init__(self, app: ASGIApp, served_by: str) -> None:
+        self.app = app
+        self.served_by = served_by.encode("latin-1", "replace")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        trace = tracing.continue_trace(headers.get("traceparent"))
+        correlation = (
+            headers.get("x-correlation-id")
+            or headers.get("x-request-id")
+            or tracing.new_correlation_id()
+        )[:128]
+        status = 500
+        started = time.monotonic()
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                extra = [
+                    (b"traceparent", trace.traceparent().encode()),
+                    (b"x-correlation-id", correlation.encode("latin-1", "replace")),
+                    (b"x-served-by", self.served_by),
+                ]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        with tracing.bound(trace=trace, correlation_id=correlation):
+            try:
+                await self.app(scope, receive, send_with_headers)
+            finally:
+                route = scope.get("route")
+                path = getattr(route, "path", "unmatched")
+                method = scope.get("method", "GET")
+                metrics.HTTP_REQUESTS.labels(method, path, str(status)).inc()
+                metrics.HTTP_DURATION.labels(method, path).observe(time.monotonic() - started)
+
+
+# --- the application ----------------------------------------------------------------------
+
+
+def _validation_message(errors: list[Any]) -> tuple[int, str, str]:
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            ctx = err.get("ctx", {})
+            return 400, "malformed_json", f"request body is not valid JSON: {ctx.get('error', '')}"
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{loc or 'body'}: {err.get('msg')}")
+    return 422, "invalid_request", "; ".join(parts)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    settings = runtime.settings
+    app = FastAPI(
+        title="saga-service",
+        version=__version__,
+        description="Order saga (reserve stock -> charge payment -> confirm, compensated in "
+        "reverse on failure) over Postgres, Redis locks and Kafka.",
+        responses={
+            400: {"model": ErrorOut},
+            413: {"model": ErrorOut},
+            422: {"model": ErrorOut},
+            503: {"model": ErrorOut},
+        },
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        status, code, message = _validation_message(errors)
+        safe = [{k: e.get(k) for k in ("loc", "msg", "type")} for e in errors[:20]]
+        return _error(status, code, message, safe)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {413: "payload_too_large", 404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, code.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @app.exception_handler(InvalidOrder)
+    async def _on_invalid(_: Request, exc: InvalidOrder) -> JSONResponse:
+        return _error(422, "invalid_order", str(exc))
+
+    @app.exception_handler(UnknownSku)
+    async def _on_unknown_sku(_: Request, exc: UnknownSku) -> JSONResponse:
+        return _error(422, "unknown_sku", str(exc), {"skus": exc.skus})
+
+    @app.exception_handler(LockUnavailable)
+    async def _on_lock(_: Request, exc: LockUnavailable) -> JSONResponse:
+        return _error(503, "lock_unavailable", str(exc))
+
+    @app.exception_handler(Exception)
+    async def _on_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("request failed")
+        return _error(503, "unavailable", f"temporary failure: {type(exc).__name__}")
+
+    @app.post("/orders", status_code=202, response_model=OrderAccepted)
+    async def place_order(body: OrderIn) -> OrderAccepted | JSONResponse:
+        """Accept an order and start its saga; poll GET /orders/{order_id} for the outcome."""
+        if runtime.shutting_down:
+            return _error(503, "shutting_down", "this instance is shutting down; retry")
+        if len(body.items) > settings.max_order_items:
+            return _error(
+                422,
+                "too_many_items",
+                f"too many items: {len(body.items)} > {settings.max_order_items}",
+            )
+        items = [OrderItem(i.sku, i.quantity, i.unit_price_cents) for i in body.items]
+        placed = await runtime.executor.place_order(body.customer_id, items)
+        return OrderAccepted(order_id=placed.order_id, saga_id=placed.saga_id)
+
+    @app.get("/orders/{order_id}", response_model=OrderOut, responses={404: {"model": ErrorOut}})
+    async def get_order(order_id: uuid.UUID) -> OrderOut | JSONResponse:
+        assert runtime.pool is not None
+        async with runtime.pool.connection() as conn:
+            row = await repository.get_order(conn, order_id)
+        if row is None:
+            return _error(404, "not_found", f"no order {order_id}")
+        return OrderOut(**row)
+
+    @app.get("/sagas/{saga_id}", response_model=SagaOut, responses={404: {"model": ErrorOut}})
+    async def get_saga(saga_id: uuid.UUID) -> SagaOut | JSONResponse:
+        assert runtime.pool is not None
+        async with runtime.pool.connection() as conn:
+            row = await repository.saga_view(conn, saga_id)
+        if row is None:
+            return _error(404, "not_found", f"no saga {saga_id}")
+        state = SagaState(row["state"])
+        return SagaOut(
+            saga_id=row["saga_id"],
+            order_id=row["order_id"],
+            state=state,
+            order_status=order_status_for(state),
+            steps=[SagaStepOut(**{**s, "at": s.pop("created_at")}) for s in row["steps"]],
+            attempts=row["attempts"],
+            failed_step=row["failed_step"],
+            last_error=row["last_error"],
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+        )
+
+    @app.put("/stock/{sku}", response_model=StockOut)
+    async def put_stock(sku: str, body: StockIn) -> StockOut | JSONResponse:
+        """Set the units available for sale (units reserved by sagas are kept apart)."""
+        if runtime.shutting_down:
+            return _error(503, "shutting_down", "this instance is shutting down; retry")
+        validate_sku(sku)
+        level = await runtime.executor.set_stock(sku, body.quantity)
+        return StockOut(sku=level.sku, available=level.available, reserved=level.reserved)
+
+    @app.get("/stock/{sku}", response_model=StockOut, responses={404: {"model": ErrorOut}})
+    async def get_stock(sku: str) -> StockOut | JSONResponse:
+        validate_sku(sku)
+        assert runtime.pool is not None
+        async with runtime.pool.connection() as conn:
+            level = await repository.get_stock(conn, sku)
+        if level is None:
+            return _error(404, "unknown_sku", f"unknown sku: {sku}")
+        return StockOut(sku=level.sku, available=level.available, reserved=level.reserved)
+
+    @app.get("/healthz/live", include_in_schema=False)
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/healthz/ready", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        if runtime.shutting_down:
+            return JSONResponse(status_code=503, content={"status": "shutting_down"})
+        checks = await runtime.check_dependencies()
+        failing = [name for name, result in checks.items() if result != "ok"]
+        if failing:
+            return JSONResponse(
+                status_code=503,
+                content={"status": "unavailable", "failing": failing, "checks": checks},
+            )
+        return JSONResponse(content={"status": "ok", "checks": checks})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # Added last = outermost: the request context wraps the size limit, so 413s are counted.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, served_by=runtime.instance_id)
+    return app

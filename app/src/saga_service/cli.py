@@ -1,0 +1,163 @@
+"""`saga-service serve | migrate | create-topics` (see docs/app-contract.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Coroutine, Generator
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+
+from saga_service import __version__, logs
+from saga_service.settings import Settings, load_settings
+
+log = logging.getLogger("saga_service")
+
+DESCRIPTION = """\
+Reference order-saga service of the saga-stack chart.
+Configuration comes from environment variables only (see docs/app-contract.md):
+DATABASE_*, REDIS_*, KAFKA_*, LOCK_TTL_MS, SAGA_LEASE_SECONDS, SHUTDOWN_GRACE_SECONDS, ...
+"""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="saga-service",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser(
+        "serve",
+        help="run the HTTP API, outbox relay, Kafka consumer and recovery sweep (default)",
+        description="Serve HTTP on $PORT and run the background loops until SIGTERM; then "
+        "stop intake, finish or hand back in-flight work, release locks and exit within "
+        "$SHUTDOWN_GRACE_SECONDS.",
+    )
+    sub.add_parser(
+        "migrate",
+        help="apply database migrations and exit (idempotent)",
+        description="Apply the Alembic migrations up to head; safe to run concurrently.",
+    )
+    sub.add_parser(
+        "create-topics",
+        help="create the Kafka topics if missing and exit (idempotent)",
+        description="Create $KAFKA_TOPIC_EVENTS and $KAFKA_TOPIC_DEAD_LETTER with "
+        "$KAFKA_TOPIC_PARTITIONS partitions, replication $KAFKA_TOPIC_REPLICATION_FACTOR and "
+        "min.insync.replicas $KAFKA_TOPIC_MIN_INSYNC_REPLICAS.",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    command = args.command or "serve"
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        print(f"saga-service: bad configuration: {problems}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level)
+    if command == "migrate":
+        from saga_service.db import run_migrations
+
+        run_migrations(settings)
+        log.info("migrations applied")
+        return 0
+    if command == "create-topics":
+        from saga_service.kafka import create_topics
+
+        created = asyncio.run(create_topics(settings))
+        log.info("topics ready", extra={"topics_created": ",".join(created) or "none"})
+        return 0
+    return _run_fast(serve(settings))
+
+
+def _run_fast(coro: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed (it is, in the image), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+async def serve(settings: Settings) -> int:
+    from saga_service.api import create_app
+    from saga_service.runtime import Runtime
+
+    runtime = Runtime(settings)
+    await runtime.start()
+    app = create_app(runtime)
+    config = uvicorn.Config(
+        app,
+        host="0.0.0.0",
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds * 0.3)),
+        timeout_keep_alive=5,
+    )
+    server = _Server(config, on_signal=runtime.begin_shutdown)
+    loop = asyncio.get_running_loop()
+    server.on_first_signal = lambda: loop.call_later(
+        max(0.5, settings.shutdown_grace_seconds - 0.5), _hard_exit
+    )
+    await server.serve()
+    await runtime.stop(timeout=settings.shutdown_grace_seconds * 0.6)
+    return 0
+
+
+def _hard_exit() -> None:
+    """Last resort so the process never outlives SHUTDOWN_GRACE_SECONDS."""
+    log.error("graceful shutdown overran the grace period; exiting")
+    logging.shutdown()
+    os._exit(1)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn.Server that flips readiness on the first signal, arms the hard-exit timer,
+    and does not re-raise the signal after serving (the runtime still has to stop)."""
+
+    def __init__(self, config: uvicorn.Config, on_signal: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_signal = on_signal
+        self.on_first_signal: Callable[[], object] = lambda: None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            self.on_signal()
+            self.on_first_signal()
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Postgres connections: an async psycopg pool for the service, a SQLAlchemy URL for Alembic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from psycopg import AsyncConnection, conninfo
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.engine import URL
+
+from saga_service.settings import Settings
+
+Conn = AsyncConnection[DictRow]
+Pool = AsyncConnectionPool[Conn]
+
+
+def make_conninfo(settings: Settings) -> str:
+    return conninfo.make_conninfo(
+        host=settings.database_host,
+        port=settings.database_port,
+        dbname=settings.database_name,
+        user=settings.database_user,
+        password=settings.database_password.get_secret_value(),
+        sslmode=settings.database_sslmode,
+        application_name="saga-service",
+        connect_timeout=5,
+        # A frozen or partitioned process must not hold stock row locks for long.
+        options="-c idle_in_transaction_session_timeout=15000",
+    )
+
+
+async def open_pool(settings: Settings) -> Pool:
+    """Open the pool without waiting: readiness reports when Postgres answers."""
+    pool: Pool = AsyncConnectionPool(
+        make_conninfo(settings),
+        min_size=min(2, settings.database_pool_size),
+        max_size=settings.database_pool_size,
+        kwargs={"row_factory": dict_row, "autocommit": True},
+        connection_class=AsyncConnection[DictRow],
+        open=False,
+        timeout=10.0,
+        name="saga",
+    )
+    await pool.open(wait=False)
+    return pool
+
+
+def sqlalchemy_url(settings: Settings) -> URL:
+    return URL.create(
+        "postgresql+psycopg",
+        username=settings.database_user,
+        password=settings.database_password.get_secret_value(),
+        host=settings.database_host,
+        port=settings.database_port,
+        database=settings.database_name,
+        query={"sslmode": settings.database_sslmode},
+    )
+
+
+def run_migrations(settings: Settings) -> None:
+    """Apply every migration up to head (idempotent; safe to run concurrently)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.attributes["url"] = sqlalchemy_url(settings)
+    command.upgrade(cfg, "head")

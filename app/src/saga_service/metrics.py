@@ -1,0 +1,85 @@
+"""Prometheus metrics. Names and labels are part of the app contract (app/README.md)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+SAGAS_STARTED = Counter("saga_started_total", "Sagas started (orders accepted).")
+SAGAS_COMPLETED = Counter("saga_completed_total", "Sagas that ended COMPLETED (order confirmed).")
+SAGAS_COMPENSATED = Counter(
+    "saga_compensated_total", "Sagas that ended COMPENSATED (order cancelled)."
+)
+STEP_FAILURES = Counter(
+    "saga_step_failed_total",
+    "Forward steps that failed and sent their saga into compensation, by step.",
+    ["step"],
+)
+STEP_DURATION = Histogram(
+    "saga_step_duration_seconds",
+    "Time to run one saga step (lock wait included), by step and outcome.",
+    ["step", "outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+SAGA_DURATION = Histogram(
+    "saga_end_to_end_duration_seconds",
+    "From order accepted to the saga's final state, by final state.",
+    ["final_state"],
+    buckets=_E2E_BUCKETS,
+)
+LOCK_WAIT = Histogram(
+    "saga_lock_wait_seconds",
+    "Time spent acquiring the Redis stock locks of one step.",
+    buckets=_LATENCY_BUCKETS,
+)
+LOCK_HOLD = Histogram(
+    "saga_lock_hold_seconds",
+    "Time the Redis stock locks of one step were held.",
+    buckets=_LATENCY_BUCKETS,
+)
+LOCK_FENCING_REJECTIONS = Counter(
+    "saga_lock_fencing_rejections_total",
+    "Stock writes rejected because a newer fencing token had already written.",
+)
+LOCK_ACQUIRE_FAILURES = Counter(
+    "saga_lock_acquire_failures_total",
+    "Lock acquisitions that timed out or hit a Redis error.",
+    ["reason"],
+)
+OUTBOX_PENDING = Gauge("saga_outbox_pending", "Outbox rows not yet published to Kafka.")
+OUTBOX_LAG = Gauge(
+    "saga_outbox_lag_seconds", "Age of the oldest outbox row not yet published (0 when none)."
+)
+OUTBOX_PUBLISHED = Counter("saga_outbox_published_total", "Outbox rows published to Kafka.")
+CONSUMER_BACKLOG = Gauge(
+    "saga_consumer_backlog_messages",
+    "Kafka messages not yet consumed on the partitions this process owns "
+    "(the custom autoscaling signal).",
+)
+EVENTS_CONSUMED = Counter(
+    "saga_events_consumed_total",
+    "Kafka events handled, by outcome (processed, duplicate, stale, dead_lettered, retry_later).",
+    ["outcome"],
+)
+DEAD_LETTERED = Counter(
+    "saga_dead_lettered_total", "Messages sent to the dead-letter topic.", ["reason"]
+)
+SAGAS_IN_FLIGHT = Gauge("saga_in_flight", "Sagas not yet in a final state (whole database).")
+RECOVERY_RESUMED = Counter(
+    "saga_recovery_resumed_total", "Sagas whose lease expired and that this process resumed."
+)
+RECOVERY_GAVE_UP = Counter(
+    "saga_recovery_gave_up_total",
+    "Forward steps abandoned after SAGA_MAX_ATTEMPTS (the saga is compensated).",
+)
+HTTP_REQUESTS = Counter(
+    "saga_http_requests_total", "HTTP requests by route and status.", ["method", "route", "status"]
+)
+HTTP_DURATION = Histogram(
+    "saga_http_request_duration_seconds",
+    "HTTP request latency by route.",
+    ["method", "route"],
+    buckets=_LATENCY_BUCKETS,
+)

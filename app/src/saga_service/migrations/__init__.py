@@ -1,0 +1,1 @@
+"""Alembic migrations (raw SQL); run them with `saga-service migrate`."""

@@ -1,0 +1,354 @@
+"""Runs the order saga's steps against Postgres (and Redis locks for stock).
+
+Every step is one transaction: [processed-event row] + the step's effect + the saga's new
+state + a saga_steps row + the next event in the outbox. Whoever runs a step (a consumer
+of the previous event, or the recovery sweep after a lease expired) locks the saga row
+and checks the state first, so a step applies at most once however often it is asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from saga_service import metrics, repository, tracing
+from saga_service.db import Conn, Pool
+from saga_service.domain import order as order_domain
+from saga_service.domain.events import SagaEvent
+from saga_service.domain.order import OrderItem, OrderStatus
+from saga_service.domain.payment import PaymentStatus, decide_confirmation, decide_payment
+from saga_service.domain.saga import (
+    INITIAL_EVENT,
+    SagaState,
+    Step,
+    StepOutcome,
+    Transition,
+    give_up,
+    is_final,
+    step_for,
+    transition,
+)
+from saga_service.domain.stock import StockLevel, decide_reservation
+from saga_service.lock import LockService
+from saga_service.repository import FencingRejected, SagaRow
+
+log = logging.getLogger(__name__)
+
+FENCING_RETRIES = 5
+
+
+class UnknownSku(Exception):
+    def __init__(self, skus: list[str]) -> None:
+        super().__init__("unknown sku: " + ", ".join(skus))
+        self.skus = skus
+
+
+class SagaNotFound(Exception):
+    pass
+
+
+class RunResult(enum.StrEnum):
+    ADVANCED = "processed"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedOrder:
+    order_id: uuid.UUID
+    saga_id: uuid.UUID
+
+
+class SagaExecutor:
+    def __init__(
+        self,
+        pool: Pool,
+        locks: LockService,
+        *,
+        instance_id: str,
+        consumer_name: str,
+        lease_seconds: float,
+        max_items: int,
+        step_delay_ms: int = 0,
+        on_outbox_write: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.pool = pool
+        self.locks = locks
+        self.instance_id = instance_id
+        self.consumer_name = consumer_name
+        self.lease_seconds = lease_seconds
+        self.max_items = max_items
+        self.step_delay = step_delay_ms / 1000.0
+        self.on_outbox_write = on_outbox_write
+
+    # --- commands -----------------------------------------------------------------------
+
+    async def place_order(self, customer_id: str, items: list[OrderItem]) -> PlacedOrder:
+        """Validate, then store the order, its saga and the OrderPlaced event at once."""
+        order_domain.validate_customer_id(customer_id)
+        items = order_domain.validate_items(items, self.max_items)
+        order_id, saga_id = uuid.uuid4(), uuid.uuid4()
+        with tracing.bound(saga_id=str(saga_id), order_id=str(order_id)):
+            async with self.pool.connection() as conn, conn.transaction():
+                known = await repository.existing_skus(conn, [i.sku for i in items])
+                unknown = sorted({i.sku for i in items} - known)
+                if unknown:
+                    raise UnknownSku(unknown)
+                event = SagaEvent(
+                    uuid.uuid4(), INITIAL_EVENT, saga_id, order_id, SagaState.RESERVING_STOCK
+                )
+                async with conn.pipeline():
+                    await repository.insert_order(
+                        conn,
+                        order_id=order_id,
+                        saga_id=saga_id,
+                        customer_id=customer_id,
+                        items=items,
+                        total_cents=order_domain.order_total_cents(items),
+                        correlation_id=tracing.correlation_var.get(),
+                        traceparent=tracing.current_traceparent(),
+                        lease_seconds=self.lease_seconds,
+                        owner=self.instance_id,
+                    )
+                    await repository.insert_outbox(conn, event, _headers())
+            metrics.SAGAS_STARTED.inc()
+            log.info("order placed", extra={"items": len(items)})
+        self.on_outbox_write()
+        return PlacedOrder(order_id, saga_id)
+
+    async def set_stock(self, sku: str, quantity: int) -> StockLevel:
+        order_domain.validate_sku(sku)
+        for attempt in range(FENCING_RETRIES):
+            async with self.locks.hold([sku]) as tokens:
+                try:
+                    async with self.pool.connection() as conn, conn.transaction():
+                        return await repository.set_stock(conn, sku, quantity, tokens[sku])
+                except FencingRejected as exc:
+                    await self._on_fencing_rejected(exc, attempt)
+        raise RuntimeError(f"stock write for {sku} kept being fenced off")
+
+    # --- steps --------------------------------------------------------------------------
+
+    async def run_step(
+        self,
+        saga_id: uuid.UUID,
+        expected: SagaState,
+        *,
+        event_id: uuid.UUID | None = None,
+        source: str = "consumer",
+    ) -> RunResult:
+        """Run the step due in `expected` if the saga is still there.
+
+        With `event_id` the processed-event row is written in the same transaction, so a
+        redelivered event is a no-op (DUPLICATE). A saga that has moved on gives STALE.
+        Raises on transient trouble (database, locks): the caller retries or leaves it to
+        the recovery sweep.
+        """
+        step = step_for(expected)
+        if step is None:
+            if event_id is not None:
+                async with self.pool.connection() as conn, conn.transaction():
+                    dup = not await repository.mark_processed(conn, self.consumer_name, event_id)
+                return RunResult.DUPLICATE if dup else RunResult.STALE
+            return RunResult.STALE
+        if self.step_delay:
+            await asyncio.sleep(self.step_delay)
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            if step is Step.RESERVE_STOCK:
+                result, outcome = await self._run_reserve(saga_id, expected, event_id, source)
+            else:
+                result, outcome = await self._run_simple(saga_id, expected, step, event_id, source)
+            return result
+        finally:
+            if outcome not in (RunResult.DUPLICATE, RunResult.STALE):
+                metrics.STEP_DURATION.labels(step.value, outcome).observe(
+                    time.monotonic() - started
+                )
+
+    async def give_up(self, saga_id: uuid.UUID, expected: SagaState, attempts: int) -> RunResult:
+        """A forward step that could not progress: go to compensation instead."""
+        async with self.pool.connection() as conn, conn.transaction():
+            saga = await repository.get_saga(conn, saga_id, for_update=True)
+            if saga is None or saga.state is not expected:
+                return RunResult.STALE
+            tr = give_up(expected)
+            await self._advance(conn, saga, tr, f"gave up after {attempts} attempts", "recovery")
+        metrics.RECOVERY_GAVE_UP.inc()
+        self._after_commit(saga, tr)
+        return RunResult.ADVANCED
+
+    async def _begin(
+        self, conn: Conn, saga_id: uuid.UUID, expected: SagaState, event_id: uuid.UUID | None
+    ) -> tuple[SagaRow | None, RunResult | None]:
+        first, saga = await repository.begin_step(conn, self.consumer_name, event_id, saga_id)
+        if not first:
+            return None, RunResult.DUPLICATE
+        if saga is None:
+            raise SagaNotFound(str(saga_id))
+        if saga.state is not expected:
+            return None, RunResult.STALE
+        return saga, None
+
+    async def _run_simple(
+        self,
+        saga_id: uuid.UUID,
+        expected: SagaState,
+        step: Step,
+        event_id: uuid.UUID | None,
+        source: str,
+    ) -> tuple[RunResult, str]:
+        async with self.pool.connection() as conn, conn.transaction():
+            saga, early = await self._begin(conn, saga_id, expected, event_id)
+            if saga is None:
+                assert early is not None
+                return early, early.value
+            async with conn.pipeline():  # effect + state change + outbox: one flush
+                outcome, detail = await self._effect(conn, saga, step)
+                tr = transition(expected, outcome)
+                await self._advance(conn, saga, tr, detail, source)
+        self._after_commit(saga, tr)
+        return RunResult.ADVANCED, outcome.value
+
+    async def _run_reserve(
+        self, saga_id: uuid.UUID, expected: SagaState, event_id: uuid.UUID | None, source: str
+    ) -> tuple[RunResult, str]:
+        async with self.pool.connection() as conn, conn.transaction():  # one snapshot
+            saga = await repository.get_saga(conn, saga_id)
+            if saga is None:
+                raise SagaNotFound(str(saga_id))
+            items = await repository.order_items(conn, saga.order_id)
+        if saga.state is not expected:
+            # Moved on already; still record the event so a redelivery is a cheap no-op.
+            if event_id is not None:
+                async with self.pool.connection() as conn, conn.transaction():
+                    new = await repository.mark_processed(conn, self.consumer_name, event_id)
+                return (RunResult.STALE, "stale") if new else (RunResult.DUPLICATE, "duplicate")
+            return RunResult.STALE, "stale"
+        for attempt in range(FENCING_RETRIES):
+            async with self.locks.hold([i.sku for i in items]) as tokens:
+                try:
+                    async with self.pool.connection() as conn, conn.transaction():
+                        saga, early = await self._begin(conn, saga_id, expected, event_id)
+                        if saga is None:
+                            assert early is not None
+                            return early, early.value
+                        levels: dict[str, StockLevel] = {}
+                        for item in items:  # sorted by SKU: row locks in one order
+                            level = await repository.fence_stock(conn, item.sku, tokens[item.sku])
+                            if level is not None:
+                                levels[item.sku] = level
+                        decision = decide_reservation(levels, items)
+                        if decision.ok:
+                            for level in decision.new_levels.values():
+                                await repository.write_stock_level(conn, level)
+                            await repository.insert_reservations(conn, saga_id, items, tokens)
+                            outcome, detail = StepOutcome.SUCCEEDED, _describe(items)
+                        else:
+                            outcome, detail = StepOutcome.FAILED, decision.reason
+                        tr = transition(expected, outcome)
+                        await self._advance(conn, saga, tr, detail, source)
+                except FencingRejected as exc:
+                    await self._on_fencing_rejected(exc, attempt)
+                    continue
+            self._after_commit(saga, tr)
+            return RunResult.ADVANCED, outcome.value
+        raise LockLost(f"stock writes for saga {saga_id} kept being fenced off")
+
+    async def _effect(self, conn: Conn, saga: SagaRow, step: Step) -> tuple[StepOutcome, str]:
+        if step is Step.CHARGE_PAYMENT:
+            decision = decide_payment(saga.customer_id, saga.total_cents)
+            status = PaymentStatus.CHARGED if decision.approved else PaymentStatus.DECLINED
+            await repository.record_payment(conn, saga, status, decision.reason)
+            if decision.approved:
+                return StepOutcome.SUCCEEDED, f"charged {saga.total_cents} cents"
+            return StepOutcome.FAILED, f"payment declined: {decision.reason}"
+        if step is Step.CONFIRM_ORDER:
+            decision = decide_confirmation(saga.customer_id)
+            if not decision.approved:
+                return StepOutcome.FAILED, f"confirmation refused: {decision.reason}"
+            units = await repository.settle_reservations(conn, saga.saga_id, release=False)
+            await repository.set_order_status(conn, saga.order_id, OrderStatus.CONFIRMED)
+            return StepOutcome.SUCCEEDED, f"{units} units shipped"
+        if step is Step.REFUND_PAYMENT:
+            cents = await repository.refund_payment(conn, saga.saga_id)
+            return StepOutcome.SUCCEEDED, f"refunded {cents} cents"
+        if step is Step.RELEASE_STOCK:
+            units = await repository.settle_reservations(conn, saga.saga_id, release=True)
+            return StepOutcome.SUCCEEDED, f"released {units} units"
+        if step is Step.CANCEL_ORDER:
+            await repository.set_order_status(conn, saga.order_id, OrderStatus.CANCELLED)
+            return StepOutcome.SUCCEEDED, "order cancelled"
+        raise AssertionError(f"no effect for {step}")
+
+    async def _advance(
+        self, conn: Conn, saga: SagaRow, tr: Transition, detail: str, source: str
+    ) -> None:
+        event = SagaEvent(uuid.uuid4(), tr.event_type, saga.saga_id, saga.order_id, tr.target)
+        # Pipelined: the three writes go to the server together (one round trip).
+        async with conn.pipeline():
+            await repository.advance_saga(
+                conn,
+                saga,
+                tr,
+                detail=detail,
+                executed_by=f"{self.instance_id}/{source}",
+                lease_seconds=self.lease_seconds,
+            )
+            await repository.insert_outbox(conn, event, _headers(saga))
+
+    def _after_commit(self, saga: SagaRow, tr: Transition) -> None:
+        self.on_outbox_write()
+        if tr.outcome is StepOutcome.FAILED:
+            metrics.STEP_FAILURES.labels(tr.step.value).inc()
+        with tracing.bound(saga_id=str(saga.saga_id), order_id=str(saga.order_id)):
+            log.info(
+                "saga step done",
+                extra={
+                    "step": tr.step.value,
+                    "outcome": tr.outcome.value,
+                    "state": tr.target.value,
+                },
+            )
+        if is_final(tr.target):
+            metrics.SAGA_DURATION.labels(tr.target.value).observe(saga.age_seconds)
+            if tr.target is SagaState.COMPLETED:
+                metrics.SAGAS_COMPLETED.inc()
+            else:
+                metrics.SAGAS_COMPENSATED.inc()
+
+    async def _on_fencing_rejected(self, exc: FencingRejected, attempt: int) -> None:
+        metrics.LOCK_FENCING_REJECTIONS.inc()
+        log.warning(
+            "stock write fenced off; lifting the token floor and retrying",
+            extra={"sku": exc.sku, "token": exc.token, "attempt": attempt + 1},
+        )
+        async with self.pool.connection() as conn:
+            stored = await repository.stock_fence_token(conn, exc.sku)
+        await self.locks.raise_floor(exc.sku, stored)
+        await asyncio.sleep(0.01 * (attempt + 1))
+
+
+class LockLost(Exception):
+    pass
+
+
+def _headers(saga: SagaRow | None = None) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    traceparent = tracing.current_traceparent() or (saga.traceparent if saga else None)
+    if traceparent:
+        headers["traceparent"] = traceparent
+    correlation = tracing.correlation_var.get() or (saga.correlation_id if saga else None)
+    if correlation:
+        headers["correlation_id"] = correlation
+    return headers
+
+
+def _describe(items: list[OrderItem]) -> str:
+    return "reserved " + ", ".join(f"{i.quantity} x {i.sku}" for i in items)

@@ -1,0 +1,458 @@
+"""SQL for the saga service. Each function runs on a connection the caller owns, so a
+step's effect, the saga's state change and its outbox row share one transaction."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from saga_service.db import Conn
+from saga_service.domain.events import SagaEvent
+from saga_service.domain.order import OrderItem, OrderStatus
+from saga_service.domain.payment import PaymentStatus
+from saga_service.domain.saga import FINAL_STATES, SagaState, Transition
+from saga_service.domain.stock import StockLevel
+
+
+class FencingRejected(Exception):
+    """A stock write carried a fencing token not newer than the last one that wrote."""
+
+    def __init__(self, sku: str, token: int) -> None:
+        super().__init__(f"fencing token {token} for {sku} is stale")
+        self.sku = sku
+        self.token = token
+
+
+@dataclass(frozen=True, slots=True)
+class SagaRow:
+    saga_id: uuid.UUID
+    order_id: uuid.UUID
+    state: SagaState
+    attempts: int
+    customer_id: str
+    total_cents: int
+    correlation_id: str | None
+    traceparent: str | None
+    age_seconds: float
+
+
+def _saga_row(row: dict[str, Any]) -> SagaRow:
+    return SagaRow(
+        saga_id=row["saga_id"],
+        order_id=row["order_id"],
+        state=SagaState(row["state"]),
+        attempts=row["attempts"],
+        customer_id=row["customer_id"],
+        total_cents=row["total_cents"],
+        correlation_id=row["correlation_id"],
+        traceparent=row["traceparent"],
+        age_seconds=float(row["age_seconds"]),
+    )
+
+
+_SAGA_SELECT = """
+SELECT s.saga_id, s.order_id, s.state, s.attempts, s.correlation_id, s.traceparent,
+       o.customer_id, o.total_cents,
+       EXTRACT(EPOCH FROM clock_timestamp() - s.created_at) AS age_seconds
+FROM sagas s JOIN orders o ON o.order_id = s.order_id
+WHERE s.saga_id = %s
+"""
+
+
+# --- orders and sagas -------------------------------------------------------------------
+
+
+async def existing_skus(conn: Conn, skus: list[str]) -> set[str]:
+    cur = await conn.execute("SELECT sku FROM stock WHERE sku = ANY(%s)", (skus,))
+    return {row["sku"] for row in await cur.fetchall()}
+
+
+async def insert_order(
+    conn: Conn,
+    *,
+    order_id: uuid.UUID,
+    saga_id: uuid.UUID,
+    customer_id: str,
+    items: list[OrderItem],
+    total_cents: int,
+    correlation_id: str | None,
+    traceparent: str | None,
+    lease_seconds: float,
+    owner: str,
+) -> None:
+    await conn.execute(
+        "INSERT INTO orders (order_id, saga_id, customer_id, total_cents, status)"
+        " VALUES (%s, %s, %s, %s, 'PENDING')",
+        (order_id, saga_id, customer_id, total_cents),
+    )
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO order_items (order_id, sku, quantity, unit_price_cents)"
+            " VALUES (%s, %s, %s, %s)",
+            [(order_id, i.sku, i.quantity, i.unit_price_cents) for i in items],
+        )
+    await conn.execute(
+        "INSERT INTO sagas (saga_id, order_id, state, lease_owner, lease_expires_at,"
+        " correlation_id, traceparent)"
+        " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s), %s, %s)",
+        (
+            saga_id,
+            order_id,
+            SagaState.RESERVING_STOCK.value,
+            owner,
+            lease_seconds,
+            correlation_id,
+            traceparent,
+        ),
+    )
+
+
+async def get_order(conn: Conn, order_id: uuid.UUID) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        "SELECT order_id, saga_id, customer_id, total_cents, status FROM orders"
+        " WHERE order_id = %s",
+        (order_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    cur = await conn.execute(
+        "SELECT sku, quantity, unit_price_cents FROM order_items WHERE order_id = %s ORDER BY sku",
+        (order_id,),
+    )
+    row["items"] = await cur.fetchall()
+    return row
+
+
+async def order_items(conn: Conn, order_id: uuid.UUID) -> list[OrderItem]:
+    cur = await conn.execute(
+        "SELECT sku, quantity, unit_price_cents FROM order_items WHERE order_id = %s ORDER BY sku",
+        (order_id,),
+    )
+    return [OrderItem(r["sku"], r["quantity"], r["unit_price_cents"]) for r in await cur.fetchall()]
+
+
+async def get_saga(conn: Conn, saga_id: uuid.UUID, *, for_update: bool = False) -> SagaRow | None:
+    sql = _SAGA_SELECT + (" FOR UPDATE OF s" if for_update else "")
+    cur = await conn.execute(sql, (saga_id,))
+    row = await cur.fetchone()
+    return _saga_row(row) if row else None
+
+
+async def saga_view(conn: Conn, saga_id: uuid.UUID) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        "SELECT saga_id, order_id, state, attempts, failed_step, last_error, lease_owner,"
+        " created_at, updated_at, finished_at FROM sagas WHERE saga_id = %s",
+        (saga_id,),
+    )
+    saga = await cur.fetchone()
+    if saga is None:
+        return None
+    cur = await conn.execute(
+        "SELECT step, outcome, from_state, to_state, detail, executed_by, created_at"
+        " FROM saga_steps WHERE saga_id = %s ORDER BY id",
+        (saga_id,),
+    )
+    saga["steps"] = await cur.fetchall()
+    return saga
+
+
+async def advance_saga(
+    conn: Conn,
+    saga: SagaRow,
+    tr: Transition,
+    *,
+    detail: str,
+    executed_by: str,
+    lease_seconds: float,
+) -> None:
+    """Record the step and move the saga (the caller holds the saga row lock)."""
+    await conn.execute(
+        "INSERT INTO saga_steps (saga_id, step, outcome, from_state, to_state, detail,"
+        " executed_by) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            saga.saga_id,
+            tr.step.value,
+            tr.outcome.value,
+            tr.source.value,
+            tr.target.value,
+            detail or None,
+            executed_by,
+        ),
+    )
+    final = tr.target in FINAL_STATES
+    await conn.execute(
+        "UPDATE sagas SET state = %s, attempts = 0, updated_at = now(),"
+        " lease_owner = %s, lease_expires_at = now() + make_interval(secs => %s),"
+        " failed_step = CASE WHEN %s THEN %s ELSE failed_step END,"
+        " last_error = CASE WHEN %s THEN %s ELSE last_error END,"
+        " finished_at = CASE WHEN %s THEN now() ELSE NULL END"
+        " WHERE saga_id = %s",
+        (
+            tr.target.value,
+            executed_by,
+            lease_seconds,
+            tr.outcome.value == "FAILED",
+            tr.step.value,
+            tr.outcome.value == "FAILED",
+            detail or None,
+            final,
+            saga.saga_id,
+        ),
+    )
+
+
+async def set_order_status(conn: Conn, order_id: uuid.UUID, status: OrderStatus) -> None:
+    await conn.execute(
+        "UPDATE orders SET status = %s, updated_at = now() WHERE order_id = %s",
+        (status.value, order_id),
+    )
+
+
+async def postpone_saga(
+    conn: Conn, saga_id: uuid.UUID, state: SagaState, delay_seconds: float, error: str
+) -> None:
+    await conn.execute(
+        "UPDATE sagas SET lease_expires_at = now() + make_interval(secs => %s), last_error = %s"
+        " WHERE saga_id = %s AND state = %s",
+        (delay_seconds, error[:500], saga_id, state.value),
+    )
+
+
+async def claim_expired_sagas(
+    conn: Conn, *, owner: str, limit: int, lease_seconds: float
+) -> list[tuple[uuid.UUID, SagaState, int]]:
+    """Take over sagas whose lease expired (other processes skip the rows we lock)."""
+    cur = await conn.execute(
+        "UPDATE sagas SET attempts = attempts + 1, lease_owner = %s,"
+        " lease_expires_at = now() + make_interval(secs => %s)"
+        " WHERE saga_id IN ("
+        "   SELECT saga_id FROM sagas"
+        "   WHERE state NOT IN ('COMPLETED', 'COMPENSATED') AND lease_expires_at < now()"
+        "   ORDER BY lease_expires_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+        " RETURNING saga_id, state, attempts",
+        (owner, lease_seconds, limit),
+    )
+    return [(r["saga_id"], SagaState(r["state"]), r["attempts"]) for r in await cur.fetchall()]
+
+
+# --- idempotency ------------------------------------------------------------------------
+
+
+async def mark_processed(conn: Conn, consumer: str, event_id: uuid.UUID) -> bool:
+    """Record the event as handled; False when it already was (a duplicate delivery)."""
+    cur = await conn.execute(
+        "INSERT INTO processed_events (consumer, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (consumer, event_id),
+    )
+    return cur.rowcount == 1
+
+
+async def begin_step(
+    conn: Conn, consumer: str, event_id: uuid.UUID | None, saga_id: uuid.UUID
+) -> tuple[bool, SagaRow | None]:
+    """Record the event as processed and lock the saga row, in one round trip.
+
+    Returns (first delivery?, saga). Without an event id the first value is True.
+    """
+    async with conn.pipeline():
+        processed = (
+            await conn.execute(
+                "INSERT INTO processed_events (consumer, event_id) VALUES (%s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (consumer, event_id),
+            )
+            if event_id is not None
+            else None
+        )
+        saga_cur = await conn.execute(_SAGA_SELECT + " FOR UPDATE OF s", (saga_id,))
+    first = processed is None or processed.rowcount == 1
+    row = await saga_cur.fetchone()
+    return first, (_saga_row(row) if row else None)
+
+
+# --- stock ------------------------------------------------------------------------------
+
+
+async def fence_stock(conn: Conn, sku: str, token: int) -> StockLevel | None:
+    """Lock the SKU's row and record `token` as its newest writer.
+
+    Returns None for an unknown SKU; raises FencingRejected when a token at least as new
+    has already written (the caller's lock expired and someone else took it).
+    """
+    cur = await conn.execute(
+        "UPDATE stock SET fence_token = %s, updated_at = now()"
+        " WHERE sku = %s AND fence_token < %s RETURNING sku, available, reserved",
+        (token, sku, token),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return StockLevel(row["sku"], row["available"], row["reserved"])
+    cur = await conn.execute("SELECT 1 FROM stock WHERE sku = %s", (sku,))
+    if await cur.fetchone() is None:
+        return None
+    raise FencingRejected(sku, token)
+
+
+async def stock_fence_token(conn: Conn, sku: str) -> int:
+    cur = await conn.execute("SELECT fence_token FROM stock WHERE sku = %s", (sku,))
+    row = await cur.fetchone()
+    return int(row["fence_token"]) if row else 0
+
+
+async def write_stock_level(conn: Conn, level: StockLevel) -> None:
+    await conn.execute(
+        "UPDATE stock SET available = %s, reserved = %s, updated_at = now() WHERE sku = %s",
+        (level.available, level.reserved, level.sku),
+    )
+
+
+async def set_stock(conn: Conn, sku: str, quantity: int, token: int) -> StockLevel:
+    cur = await conn.execute(
+        "INSERT INTO stock (sku, available, reserved, fence_token) VALUES (%s, %s, 0, %s)"
+        " ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available,"
+        "   fence_token = EXCLUDED.fence_token, updated_at = now()"
+        " WHERE stock.fence_token < EXCLUDED.fence_token"
+        " RETURNING sku, available, reserved",
+        (sku, quantity, token),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise FencingRejected(sku, token)
+    return StockLevel(row["sku"], row["available"], row["reserved"])
+
+
+async def get_stock(conn: Conn, sku: str) -> StockLevel | None:
+    cur = await conn.execute("SELECT sku, available, reserved FROM stock WHERE sku = %s", (sku,))
+    row = await cur.fetchone()
+    return StockLevel(row["sku"], row["available"], row["reserved"]) if row else None
+
+
+async def insert_reservations(
+    conn: Conn, saga_id: uuid.UUID, items: list[OrderItem], tokens: dict[str, int]
+) -> None:
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO stock_reservations (saga_id, sku, quantity, status, fence_token)"
+            " VALUES (%s, %s, %s, 'RESERVED', %s)",
+            [(saga_id, i.sku, i.quantity, tokens[i.sku]) for i in items],
+        )
+
+
+async def settle_reservations(conn: Conn, saga_id: uuid.UUID, *, release: bool) -> int:
+    """Release (compensation) or commit (confirmation) the saga's reservations.
+
+    Only rows still RESERVED move, so running it twice changes nothing the second time.
+    Returns the number of units moved.
+    """
+    new_status = "RELEASED" if release else "COMMITTED"
+    cur = await conn.execute(
+        "UPDATE stock_reservations SET status = %s, updated_at = now()"
+        " WHERE saga_id = %s AND status = 'RESERVED' RETURNING sku, quantity",
+        (new_status, saga_id),
+    )
+    moved = sorted((r["sku"], r["quantity"]) for r in await cur.fetchall())
+    for sku, quantity in moved:
+        if release:
+            sql = (
+                "UPDATE stock SET available = available + %s, reserved = reserved - %s,"
+                " updated_at = now() WHERE sku = %s"
+            )
+            await conn.execute(sql, (quantity, quantity, sku))
+        else:
+            await conn.execute(
+                "UPDATE stock SET reserved = reserved - %s, updated_at = now() WHERE sku = %s",
+                (quantity, sku),
+            )
+    return sum(q for _, q in moved)
+
+
+# --- payments ---------------------------------------------------------------------------
+
+
+async def record_payment(conn: Conn, saga: SagaRow, status: PaymentStatus, reason: str) -> bool:
+    cur = await conn.execute(
+        "INSERT INTO payments (saga_id, order_id, customer_id, amount_cents, status, reason)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (saga_id) DO NOTHING",
+        (saga.saga_id, saga.order_id, saga.customer_id, saga.total_cents, status.value, reason),
+    )
+    return cur.rowcount == 1
+
+
+async def refund_payment(conn: Conn, saga_id: uuid.UUID) -> int:
+    cur = await conn.execute(
+        "UPDATE payments SET status = 'REFUNDED', updated_at = now()"
+        " WHERE saga_id = %s AND status = 'CHARGED' RETURNING amount_cents",
+        (saga_id,),
+    )
+    row = await cur.fetchone()
+    return int(row["amount_cents"]) if row else 0
+
+
+# --- outbox -----------------------------------------------------------------------------
+
+
+async def insert_outbox(conn: Conn, event: SagaEvent, headers: dict[str, str]) -> None:
+    await conn.execute(
+        "INSERT INTO outbox (event_id, saga_id, event_type, payload, headers)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (
+            event.event_id,
+            event.saga_id,
+            event.event_type,
+            event.to_json().decode(),
+            json.dumps(headers),
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    saga_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    payload: str
+    headers: dict[str, str]
+    created_at: datetime
+
+
+async def lock_unpublished(conn: Conn, limit: int) -> list[OutboxRow]:
+    cur = await conn.execute(
+        "SELECT id, saga_id, event_id, event_type, payload, headers, created_at FROM outbox"
+        " WHERE published_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+        (limit,),
+    )
+    return [OutboxRow(**row) for row in await cur.fetchall()]
+
+
+async def mark_published(conn: Conn, ids: list[int]) -> None:
+    await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY(%s)", (ids,))
+
+
+async def delete_published_before(conn: Conn, age_seconds: float) -> int:
+    cur = await conn.execute(
+        "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => %s)",
+        (age_seconds,),
+    )
+    return cur.rowcount
+
+
+async def backlog_stats(conn: Conn) -> tuple[int, float, int]:
+    """(unpublished outbox rows, age of the oldest in seconds, sagas in flight)."""
+    cur = await conn.execute(
+        "SELECT count(*) AS n,"
+        " COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)), 0) AS lag"
+        " FROM outbox WHERE published_at IS NULL"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM sagas WHERE state NOT IN ('COMPLETED', 'COMPENSATED')"
+    )
+    inflight = await cur.fetchone()
+    assert inflight is not None
+    return int(row["n"]), float(row["lag"]), int(inflight["n"])

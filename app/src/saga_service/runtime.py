@@ -1,0 +1,201 @@
+"""Wires the service together: Postgres pool, Redis locks, Kafka clients, and the
+background loops (outbox relay, consumer, recovery sweep); owns the shutdown sequence."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from saga_service import kafka
+from saga_service.consumer import SagaConsumer
+from saga_service.db import Pool, open_pool
+from saga_service.lock import LockService, make_redis
+from saga_service.orchestrator import SagaExecutor
+from saga_service.outbox import OutboxRelay
+from saga_service.recovery import RecoverySweeper
+from saga_service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT = 2.0
+
+
+def instance_id() -> str:
+    host = os.environ.get("HOSTNAME") or socket.gethostname()
+    return f"{host}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.instance_id = instance_id()
+        self.stopping = asyncio.Event()
+        self.shutting_down = False
+        self.pool: Pool | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.relay: OutboxRelay | None = None
+        self.redis = make_redis(settings)
+        self.locks = LockService(
+            self.redis,
+            ttl_ms=settings.lock_ttl_ms,
+            acquire_timeout_ms=settings.lock_acquire_timeout_ms,
+        )
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._executor: SagaExecutor | None = None
+
+    @property
+    def executor(self) -> SagaExecutor:
+        assert self._executor is not None, "runtime not started"
+        return self._executor
+
+    async def start(self) -> None:
+        self.pool = await open_pool(self.settings)
+        self._executor = SagaExecutor(
+            self.pool,
+            self.locks,
+            instance_id=self.instance_id,
+            consumer_name=self.settings.kafka_consumer_group,
+            lease_seconds=self.settings.saga_lease_seconds,
+            max_items=self.settings.max_order_items,
+            step_delay_ms=self.settings.saga_step_delay_ms,
+            on_outbox_write=self._notify_relay,
+        )
+        sweeper = RecoverySweeper(
+            self.pool,
+            self._executor,
+            instance_id=self.instance_id,
+            lease_seconds=self.settings.saga_lease_seconds,
+            max_attempts=self.settings.saga_max_attempts,
+        )
+        self._spawn(sweeper.run(self.stopping), "recovery")
+        self._spawn(self._kafka_supervisor(), "kafka")
+        log.info("runtime started", extra={"instance": self.instance_id})
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "background task died",
+                extra={"task": task.get_name(), "error": repr(task.exception())},
+            )
+
+    def _notify_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.notify()
+
+    async def _kafka_supervisor(self) -> None:
+        """Connect to Kafka (retrying while it is away), then run relay and consumer."""
+        delay = 0.5
+        while not self.stopping.is_set():
+            producer = kafka.make_producer(self.settings)
+            consumer = kafka.make_consumer(self.settings)
+            try:
+                await producer.start()
+                await consumer.start()
+                break
+            except Exception as exc:
+                log.warning("kafka not reachable yet", extra={"error": repr(exc)})
+                await _quietly(producer.stop())
+                await _quietly(consumer.stop())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+                delay = min(delay * 2, 10.0)
+        else:
+            return
+        self.producer, self.consumer = producer, consumer
+        assert self.pool is not None
+        self.relay = OutboxRelay(self.pool, producer, self.settings.kafka_topic_events)
+        saga_consumer = SagaConsumer(
+            consumer,
+            producer,
+            self.executor,
+            topic=self.settings.kafka_topic_events,
+            dead_letter_topic=self.settings.kafka_topic_dead_letter,
+            group=self.settings.kafka_consumer_group,
+            concurrency=max(1, self.settings.database_pool_size - 2),
+        )
+        self._spawn(self.relay.run(self.stopping), "outbox-relay")
+        self._spawn(saga_consumer.run(self.stopping), "consumer")
+
+    # --- health -------------------------------------------------------------------------
+
+    async def check_dependencies(self) -> dict[str, str]:
+        """'ok' or the reason, per dependency."""
+        results = await asyncio.gather(
+            self._probe(self._check_postgres()),
+            self._probe(self._check_redis()),
+            self._probe(self._check_kafka()),
+        )
+        return dict(zip(("postgres", "redis", "kafka"), results, strict=True))
+
+    async def _probe(self, coro: Any) -> str:
+        try:
+            await asyncio.wait_for(coro, PROBE_TIMEOUT)
+            return "ok"
+        except TimeoutError:
+            return "timeout"
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"[:200]
+
+    async def _check_postgres(self) -> None:
+        assert self.pool is not None
+        async with self.pool.connection(timeout=PROBE_TIMEOUT) as conn:
+            await conn.execute("SELECT 1")
+
+    async def _check_redis(self) -> None:
+        if not await self.locks.ping():
+            raise RuntimeError("no PONG")
+
+    async def _check_kafka(self) -> None:
+        if self.producer is None or self.consumer is None:
+            raise RuntimeError("not connected yet")
+        metadata = await self.producer.client.fetch_all_metadata()
+        if not metadata.brokers():
+            raise RuntimeError("no brokers in metadata")
+
+    # --- shutdown -----------------------------------------------------------------------
+
+    def begin_shutdown(self) -> None:
+        """Readiness goes false at once; intake stops (HTTP is closed by the server)."""
+        if not self.shutting_down:
+            log.info("shutdown requested")
+        self.shutting_down = True
+
+    async def stop(self, timeout: float) -> None:
+        """Finish or hand back in-flight work within `timeout` seconds."""
+        self.shutting_down = True
+        self.stopping.set()
+        _, pending = await asyncio.wait(self._tasks, timeout=max(0.1, timeout * 0.6))
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+        # Leaving the group hands our partitions to the survivors right away.
+        if self.consumer is not None:
+            await _quietly(asyncio.wait_for(self.consumer.stop(), timeout * 0.2))
+        if self.producer is not None:
+            await _quietly(asyncio.wait_for(self.producer.stop(), timeout * 0.1))
+        await _quietly(self.locks.release_all())
+        await _quietly(self.redis.aclose())
+        if self.pool is not None:
+            await _quietly(self.pool.close(timeout=1.0))
+        log.info("runtime stopped")
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception as exc:
+        log.debug("ignored during cleanup", extra={"error": repr(exc)})

@@ -1,0 +1,479 @@
+"""Saga throughput and latency benchmark (a command, not a test).
+
+    python -m tests.bench.saga_bench [--levels 4,16,64] [--seconds 8] [--out bench-results]
+
+Starts PostgreSQL, Redis and Kafka on loopback through the integration harness, then:
+
+1. ceilings: the Postgres commit rate with pgbench (one-row INSERT transactions) and the
+   Redis round-trip rate with redis-benchmark (SET, no pipelining);
+2. a lock microbenchmark: acquire + release cycles of saga_service.lock (2 round trips a
+   cycle) from 2 worker processes;
+3. the saga service with 1 and then 2 `saga-service serve` processes, driven closed-loop at
+   each concurrency level (that many orders in flight, each waits for its saga's final
+   state); sagas/s and p50/p95/p99 end-to-end latency (from the database's own
+   created_at/finished_at), and the Postgres commits per saga (pg_stat_database);
+
+and reports the ratios the roadmap asks for:
+  saga throughput / (commit ceiling / commits per saga)      target 60 %
+  lock cycles / (Redis ops / round trips per cycle)           target 50 %
+Writes bench-results/saga-bench.json and bench-results/saga-bench.png.
+Everything stays on loopback, bounded in time and count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import os
+import platform
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests.integration import services
+from tests.integration.app_processes import AppStack, make_stack
+
+REPO = services.REPO_ROOT
+SKUS = [f"BENCH-{i:03d}" for i in range(64)]
+LOCK_ROUND_TRIPS_PER_CYCLE = 2  # one EVALSHA to acquire (SET NX PX + INCR), one to release
+
+
+# --- ceilings -----------------------------------------------------------------------------
+
+
+def pgbench_commits_per_s(pg: services.PostgresInstance, clients: int, seconds: int) -> float:
+    with psycopg.connect(pg.superuser_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_commit")
+        conn.execute("CREATE TABLE bench_commit (id bigserial PRIMARY KEY, v integer NOT NULL)")
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+        script.write("INSERT INTO bench_commit (v) VALUES (1);\n")
+    env = {**os.environ, "PGPASSWORD": pg.superuser_password}
+    pgbench = str(services.postgres_bindir() / "pgbench")
+    if not Path(pgbench).exists():
+        pgbench = "pgbench"
+    out = subprocess.run(
+        [
+            pgbench,
+            "-n",
+            "-h",
+            pg.host,
+            "-p",
+            str(pg.port),
+            "-U",
+            pg.superuser,
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-T",
+            str(seconds),
+            "-f",
+            script.name,
+            "postgres",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    os.unlink(script.name)
+    match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out) or re.search(
+        r"tps = ([0-9.]+)", out
+    )
+    assert match, out
+    return float(match.group(1))
+
+
+def redis_ops_per_s(rd: services.RedisInstance, requests: int, clients: int) -> float:
+    out = subprocess.run(
+        [
+            "redis-benchmark",
+            "-h",
+            rd.host,
+            "-p",
+            str(rd.port),
+            "-a",
+            rd.password,
+            "-n",
+            str(requests),
+            "-c",
+            str(clients),
+            "-t",
+            "set",
+            "--csv",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0].upper() == "SET"]
+    assert rows, out
+    return float(rows[0][1])
+
+
+# --- lock microbenchmark ------------------------------------------------------------------
+
+
+async def _lock_worker(seconds: float, concurrency: int, prefix: str) -> int:
+    from saga_service.lock import LockService, make_redis
+    from saga_service.settings import load_settings
+
+    settings = load_settings()
+    redis = make_redis(settings)
+    locks = LockService(redis, ttl_ms=5000, acquire_timeout_ms=5000)
+    deadline = time.monotonic() + seconds
+    counts = [0] * concurrency
+
+    async def loop(i: int) -> None:
+        sku = f"{prefix}-{i}"
+        while time.monotonic() < deadline:
+            lease = await locks.acquire(sku, time.monotonic() + 5)
+            await locks.release(lease)
+            counts[i] += 1
+
+    await asyncio.gather(*(loop(i) for i in range(concurrency)))
+    await redis.aclose()
+    return sum(counts)
+
+
+def lock_cycles_per_s(env: dict[str, str], seconds: float, processes: int = 2) -> float:
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.bench.saga_bench",
+                "lock-worker",
+                "--seconds",
+                str(seconds),
+                "--concurrency",
+                "32",
+                "--prefix",
+                f"lockbench{i}",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=str(REPO),
+        )
+        for i in range(processes)
+    ]
+    total = 0
+    for proc in procs:
+        out, _ = proc.communicate(timeout=seconds + 60)
+        total += int(out.strip().splitlines()[-1])
+    return total / seconds
+
+
+# --- saga load ----------------------------------------------------------------------------
+
+
+def _run(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def _drive(
+    stack: AppStack, concurrency: int, seconds: float, max_sagas: int
+) -> dict[str, Any]:
+    """Closed loop: `concurrency` orders in flight; each waits for its saga's final state."""
+    urls = [p.url for p in stack.processes]
+    waiting: dict[str, asyncio.Future[None]] = {}
+    started_at = time.monotonic()
+    stop_at = started_at + seconds
+    placed: list[str] = []
+    done = asyncio.Event()
+    watcher_queries = 0
+
+    async def watch() -> None:
+        nonlocal watcher_queries
+        conn = await psycopg.AsyncConnection.connect(stack.dsn, autocommit=True)
+        try:
+            while not done.is_set():
+                if waiting:
+                    watcher_queries += 1
+                    cur = await conn.execute(
+                        "SELECT saga_id::text FROM sagas WHERE saga_id = ANY(%s::uuid[])"
+                        " AND state IN ('COMPLETED', 'COMPENSATED')",
+                        (list(waiting),),
+                    )
+                    for (saga_id,) in await cur.fetchall():
+                        fut = waiting.pop(saga_id, None)
+                        if fut is not None and not fut.done():
+                            fut.set_result(None)
+                await asyncio.sleep(0.005)
+        finally:
+            await conn.close()
+
+    async def worker(index: int, client: httpx.AsyncClient) -> None:
+        n = 0
+        while time.monotonic() < stop_at and len(placed) < max_sagas:
+            url = urls[(index + n) % len(urls)]
+            n += 1
+            sku = random.choice(SKUS)
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            response = await client.post(
+                url + "/orders",
+                json={
+                    "customer_id": f"bench-{index}",
+                    "items": [{"sku": sku, "quantity": 1, "unit_price_cents": 100}],
+                },
+            )
+            assert response.status_code == 202, response.text
+            saga_id = response.json()["saga_id"]
+            placed.append(saga_id)
+            waiting[saga_id] = fut
+            await asyncio.wait_for(fut, timeout=120)
+
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=256)) as client:
+        watcher = asyncio.create_task(watch())
+        try:
+            await asyncio.gather(*(worker(i, client) for i in range(concurrency)))
+        finally:
+            done.set()
+            await watcher
+    wall = time.monotonic() - started_at
+    rows = stack.query(
+        "SELECT EXTRACT(EPOCH FROM finished_at - created_at) AS s FROM sagas"
+        " WHERE saga_id = ANY(%s::uuid[]) AND state = 'COMPLETED'",
+        (placed,),
+    )
+    latencies = [float(r["s"]) * 1000 for r in rows]
+    return {
+        "concurrency": concurrency,
+        "sagas": len(placed),
+        "completed": len(latencies),
+        "seconds": round(wall, 3),
+        "sagas_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(_percentile(latencies, 0.50), 1),
+        "p95_ms": round(_percentile(latencies, 0.95), 1),
+        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "driver_queries": watcher_queries,
+    }
+
+
+def _commits(stack: AppStack) -> int:
+    return int(
+        stack.scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+    )
+
+
+def run_saga_levels(
+    pg: services.PostgresInstance,
+    kf: services.KafkaInstance,
+    rd: services.RedisInstance,
+    workdir: Path,
+    processes: int,
+    levels: list[int],
+    seconds: float,
+    max_sagas: int,
+) -> list[dict[str, Any]]:
+    results = []
+    with make_stack(
+        pg,
+        kf,
+        rd.env(),
+        workdir / f"p{processes}",
+        LOG_LEVEL="WARNING",
+        SAGA_LEASE_SECONDS="30",
+        DATABASE_POOL_SIZE="16",
+    ) as stack:
+        stack.start(processes)
+        with psycopg.connect(stack.dsn, autocommit=True) as conn:
+            for sku in SKUS:
+                conn.execute("INSERT INTO stock (sku, available) VALUES (%s, 1000000000)", (sku,))
+        _run(_drive(stack, 4, 2.0, 200))  # warm-up: connections, JIT-less caches
+        for level in levels:
+            before = _commits(stack)
+            result = _run(_drive(stack, level, seconds, max_sagas))
+            # pg_stat counters are flushed asynchronously; let them settle.
+            time.sleep(1.2)
+            after = _commits(stack)
+            result["processes"] = processes
+            # The driver's own completion polls commit too (autocommit); they are not the
+            # service's, and neither is the final query above.
+            service_commits = after - before - result.pop("driver_queries") - 1
+            result["commits_per_saga"] = round(service_commits / max(1, result["sagas"]), 2)
+            print(json.dumps(result), file=sys.stderr, flush=True)
+            results.append(result)
+    return results
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for processes in sorted({r["processes"] for r in report["runs"]}):
+        runs = [r for r in report["runs"] if r["processes"] == processes]
+        xs = [r["concurrency"] for r in runs]
+        ax1.plot(xs, [r["sagas_per_s"] for r in runs], marker="o", label=f"{processes} process(es)")
+        for key, style in (("p50_ms", "-"), ("p95_ms", "--"), ("p99_ms", ":")):
+            ax2.plot(
+                xs, [r[key] for r in runs], style, marker="o", label=f"{key[:-3]} x{processes}"
+            )
+    ceiling = report["ceilings"]["saga_ceiling_per_s"]
+    ax1.axhline(ceiling, color="grey", linestyle="--", label="commit ceiling / commits per saga")
+    ax1.axhline(0.6 * ceiling, color="grey", linestyle=":", label="target: 60 % of it")
+    ratios = report["ratios"]
+    ax1.set(
+        xscale="log",
+        yscale="log",
+        xlabel="orders in flight",
+        ylabel="sagas/s",
+        title=f"Saga throughput ({ratios['saga_throughput_vs_commit_ceiling']:.1%} of ceiling)",
+    )
+    ax2.set(
+        xscale="log",
+        yscale="log",
+        xlabel="orders in flight",
+        ylabel="ms",
+        title="End-to-end latency (p50 solid, p95 dashed, p99 dotted)",
+    )
+    levels = sorted({r["concurrency"] for r in report["runs"]})
+    for ax in (ax1, ax2):
+        ax.set_xticks(levels)
+        ax.set_xticklabels([str(level) for level in levels])
+        ax.minorticks_off()
+    load = report["machine"].get("loadavg_1m_before")
+    fig.suptitle(
+        f"saga-service on {report['machine']['cpus']} CPUs (load before run {load}); "
+        f"lock cycles {ratios['lock_cycles_vs_redis_ceiling']:.1%} of Redis ceiling",
+        fontsize=9,
+    )
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.saga_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command")
+    worker = sub.add_parser("lock-worker", help="internal: one process of the lock benchmark")
+    worker.add_argument("--seconds", type=float, default=5)
+    worker.add_argument("--concurrency", type=int, default=32)
+    worker.add_argument("--prefix", default="lockbench")
+    parser.add_argument("--levels", default="4,16,64", help="orders in flight (default 4,16,64)")
+    parser.add_argument("--processes", default="1,2", help="app process counts (default 1,2)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per level (default 8)")
+    parser.add_argument("--max-sagas", type=int, default=5000, help="per level (default 5000)")
+    parser.add_argument("--out", default=str(REPO / "bench-results"))
+    args = parser.parse_args(argv)
+    if args.command == "lock-worker":
+        print(_run(_lock_worker(args.seconds, args.concurrency, args.prefix)))
+        return 0
+
+    levels = [int(x) for x in args.levels.split(",")]
+    process_counts = [int(x) for x in args.processes.split(",")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    load_before = round(os.getloadavg()[0], 2)
+    with tempfile.TemporaryDirectory(prefix="saga-bench-") as tmp, contextlib.ExitStack() as es:
+        base = Path(tmp)
+        pg = es.enter_context(services.start_postgres(base / "postgres"))
+        rd = es.enter_context(services.start_redis(base / "redis"))
+        kf = es.enter_context(services.start_kafka(base / "kafka"))
+        print("services up; measuring ceilings", file=sys.stderr, flush=True)
+        commit_ceiling = pgbench_commits_per_s(pg, clients=16, seconds=8)
+        redis_ceiling = redis_ops_per_s(rd, requests=200_000, clients=50)
+        lock_env = {**os.environ, **pg.env(), **rd.env(), **kf.env()}
+        lock_cycles = lock_cycles_per_s(lock_env, seconds=5.0)
+        print(
+            json.dumps(
+                {
+                    "pg_commits_per_s": commit_ceiling,
+                    "redis_ops_per_s": redis_ceiling,
+                    "lock_cycles_per_s": lock_cycles,
+                }
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
+        runs: list[dict[str, Any]] = []
+        for processes in process_counts:
+            runs += run_saga_levels(
+                pg, kf, rd, base, processes, levels, args.seconds, args.max_sagas
+            )
+
+    commits_per_saga = sum(r["commits_per_saga"] for r in runs) / len(runs)
+    saga_ceiling = commit_ceiling / commits_per_saga
+    best = max(runs, key=lambda r: r["sagas_per_s"])
+    lock_ceiling = redis_ceiling / LOCK_ROUND_TRIPS_PER_CYCLE
+    report = {
+        "id": str(uuid.uuid4()),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "loadavg_1m_before": load_before,
+            "loadavg_1m_after": round(os.getloadavg()[0], 2),
+            "note": "load average includes everything else running on the machine",
+        },
+        "ceilings": {
+            "pg_commits_per_s": round(commit_ceiling, 1),
+            "pg_commit_method": "pgbench -c 16 -j 2, one-row INSERT per transaction",
+            "redis_ops_per_s": round(redis_ceiling, 1),
+            "redis_method": "redis-benchmark -t set -c 50, no pipelining",
+            "commits_per_saga": round(commits_per_saga, 2),
+            "saga_ceiling_per_s": round(saga_ceiling, 1),
+            "lock_round_trips_per_cycle": LOCK_ROUND_TRIPS_PER_CYCLE,
+            "lock_ceiling_cycles_per_s": round(lock_ceiling, 1),
+        },
+        "lock": {
+            "cycles_per_s": round(lock_cycles, 1),
+            "method": "2 processes x 32 coroutines, saga_service.lock acquire+release",
+        },
+        "runs": runs,
+        "best": best,
+        "ratios": {
+            "saga_throughput_vs_commit_ceiling": round(best["sagas_per_s"] / saga_ceiling, 3),
+            "saga_target": 0.60,
+            "lock_cycles_vs_redis_ceiling": round(lock_cycles / lock_ceiling, 3),
+            "lock_target": 0.50,
+        },
+    }
+    (out / "saga-bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, out / "saga-bench.png")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
