@@ -11,3 +11,17 @@ K8S_SCHEMA_VERSIONS="v1.35.4 v1.36.3 v1.37.2"
 # (gateway-api v1.7.0 needs go >= 1.27 to download, so the newest v1.6 patch).
 GATEWAY_API_VERSION=v1.6.3
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
+# Offline container images (ci/images/build.sh): Debian suites of the rootfs,
+# image tags under saga-stack.local/. Tags carry the Debian package's major
+# line, not its point release (the archive moves point releases on).
+DEBIAN_SUITE=bookworm
+DEBIAN_NEXT_SUITE=trixie
+PYTHON_IMAGE_TAG=3.11-bookworm
+POSTGRES_MAJOR=17
+POSTGRES_SUITE=trixie
+POSTGRES_IMAGE_TAG=17-trixie
+REDIS_SUITE=trixie
+REDIS_IMAGE_TAG=8.0-trixie
+KAFKA_JAVA_MAJOR=17
+PROMETHEUS_SUITE=trixie
+PROMETHEUS_IMAGE_TAG=2.53-trixie
