@@ -96,8 +96,8 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("bad redis mode", {"externalRedis.mode": "cluster"}, ["/externalRedis/mode"]),
     ("kafka with 2 nodes", {"kafka.replicaCount": 2}, ["kafka", "/replicaCount"]),
     (
-        "redis replication not built yet",
-        {"redis.architecture": "replication"},
+        "redis architecture not offered",
+        {"redis.architecture": "cluster"},
         ["redis", "/architecture"],
     ),
     # relations between values (templates/validate.yaml)
@@ -169,6 +169,127 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         "PDB that blocks every disruption",
         {"pdb.enabled": True, "replicas": 2, "pdb.maxUnavailable": 2},
         ["pdb.maxUnavailable (2)"],
+    ),
+    # the data layer's architectures (issue 5)
+    (
+        "sentinel without replication",
+        {"redis.sentinel.enabled": True},
+        ["redis.sentinel.enabled", "redis.architecture is standalone", "architecture=replication"],
+    ),
+    (
+        "sentinel quorum above the number of sentinels",
+        {
+            "redis.architecture": "replication",
+            "redis.sentinel.enabled": True,
+            "redis.sentinel.quorum": 4,
+        },
+        ["redis.sentinel.quorum (4)", "redis.replica.replicaCount (3)"],
+    ),
+    (
+        "sentinel with only two nodes",
+        {
+            "redis.architecture": "replication",
+            "redis.sentinel.enabled": True,
+            "redis.replica.replicaCount": 1,
+        },
+        ["redis.sentinel.enabled", "redis.replica.replicaCount of at least 2 (it is 1)"],
+    ),
+    (
+        "redis AOF without persistence",
+        {"redis.persistence.aof": True},
+        ["redis.persistence.aof", "redis.persistence.enabled is false"],
+    ),
+    (
+        "redis without replicas",
+        {"redis.replica.replicaCount": 0},
+        ["redis", "/replica/replicaCount"],
+    ),
+    (
+        "unknown key under redis.sentinel",
+        {"redis.sentinel.master": "x"},
+        ["redis", "/sentinel", "'master'"],
+    ),
+    (
+        "bad sentinel master set name",
+        {"redis.sentinel.masterSet": "my master"},
+        ["redis", "/sentinel/masterSet"],
+    ),
+    ("sentinel port as a string", {"redis.sentinel.port": "sentinel"}, ["redis", "/sentinel/port"]),
+    (
+        "redis pdb maxUnavailable zero",
+        {"redis.pdb.maxUnavailable": 0},
+        ["redis", "/pdb/maxUnavailable"],
+    ),
+    ("redis password with a space", {"redis.auth.password": "a b"}, ["redis", "/auth/password"]),
+    ("kafka with 5 nodes", {"kafka.replicaCount": 5}, ["kafka", "/replicaCount"]),
+    ("kafka replicaCount as a string", {"kafka.replicaCount": "3"}, ["kafka", "/replicaCount"]),
+    (
+        "unknown key under kafka.pdb",
+        {"kafka.pdb.maxUnavailable": 2},
+        ["kafka", "/pdb", "'maxUnavailable'"],
+    ),
+    (
+        "topics replicated 3 times on one broker",
+        {"topics.replicationFactor": 3, "topics.minInsyncReplicas": 1},
+        ["topics.replicationFactor (3)", "kafka.replicaCount (1)"],
+    ),
+    (
+        "min ISR above replication on 3 brokers",
+        {"kafka.replicaCount": 3, "topics.replicationFactor": 2, "topics.minInsyncReplicas": 3},
+        ["topics.minInsyncReplicas (3)", "topics.replicationFactor (2)"],
+    ),
+    (
+        "external redis with only a port",
+        {"redis.enabled": False, "externalRedis.port": 6380},
+        ["redis.enabled is false", "externalRedis.host is empty"],
+    ),
+    (
+        "external sentinel with only a master set",
+        {
+            "redis.enabled": False,
+            "externalRedis.mode": "sentinel",
+            "externalRedis.sentinelMasterSet": "locks",
+        },
+        ["externalRedis.sentinelNodes is empty"],
+    ),
+    (
+        "external sentinel node without a port",
+        {
+            "redis.enabled": False,
+            "externalRedis.mode": "sentinel",
+            "externalRedis.sentinelNodes": ["s1"],
+        },
+        ["/externalRedis/sentinelNodes/0"],
+    ),
+    (
+        "sentinel password not a string",
+        {"externalRedis.sentinelPassword": 5},
+        ["/externalRedis/sentinelPassword"],
+    ),
+    ("bad database sslmode", {"externalDatabase.sslmode": "on"}, ["/externalDatabase/sslmode"]),
+    (
+        "external database with only a password",
+        {
+            "postgresql.enabled": False,
+            "externalDatabase.password": "x",
+            "externalDatabase.sslmode": "require",
+        },
+        ["postgresql.enabled is false", "externalDatabase.host is empty"],
+    ),
+    (
+        "SASL mechanism over plain SSL",
+        {
+            "kafka.enabled": False,
+            "externalKafka.bootstrapServers": ["k:9094"],
+            "externalKafka.securityProtocol": "SSL",
+            "externalKafka.sasl.mechanism": "PLAIN",
+        },
+        ["externalKafka.sasl.mechanism is set", "externalKafka.securityProtocol is SSL"],
+    ),
+    (
+        "bad SASL mechanism",
+        {"externalKafka.sasl.mechanism": "GSSAPI"},
+        ["/externalKafka/sasl/mechanism"],
     ),
 ]
 

@@ -53,6 +53,16 @@ RENDERINGS = {
         "externalKafka.sasl.username": "saga",
         "externalKafka.sasl.password": "kafka-secret",
     },
+    # the replicated data layer of values/ha.yaml: Redis with Sentinel, 3 Kafka nodes
+    "ha": {
+        **EVERYTHING_ON,
+        "redis.architecture": "replication",
+        "redis.sentinel.enabled": True,
+        "kafka.replicaCount": 3,
+        "topics.replicationFactor": 3,
+        "topics.minInsyncReplicas": 2,
+    },
+    "redis-replication": {**EVERYTHING_ON, "redis.architecture": "replication"},
 }
 
 

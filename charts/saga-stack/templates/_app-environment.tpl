@@ -28,7 +28,12 @@ DATABASE_NAME: {{ .Values.externalDatabase.database | quote }}
 DATABASE_USER: {{ .Values.externalDatabase.user | quote }}
 DATABASE_SSLMODE: {{ .Values.externalDatabase.sslmode | quote }}
 {{- end }}
-{{- if $redis.enabled }}
+{{- if and $redis.enabled $redis.sentinel.enabled }}
+REDIS_MODE: "sentinel"
+REDIS_SENTINEL_NODES: {{ printf "%s:%v" (include "saga-stack.subchartFullname" (list . "redis")) $redis.sentinel.port | quote }}
+REDIS_SENTINEL_MASTER: {{ $redis.sentinel.masterSet | quote }}
+REDIS_TLS: "false"
+{{- else if $redis.enabled }}
 REDIS_MODE: "standalone"
 REDIS_HOST: {{ printf "%s-master" (include "saga-stack.subchartFullname" (list . "redis")) | quote }}
 REDIS_PORT: {{ $redis.service.port | quote }}
@@ -86,18 +91,36 @@ KAFKA_TOPIC_MIN_INSYNC_REPLICAS: {{ .Values.topics.minInsyncReplicas | quote }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
+      {{- include "saga-stack.redisPasswordRef" . | nindent 6 }}
+{{- end }}
+{{- if and .Values.redis.enabled .Values.redis.sentinel.enabled .Values.redis.auth.enabled }}
+{{- /* The bundled Sentinels require the Redis password itself. */}}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      {{- include "saga-stack.redisPasswordRef" . | nindent 6 }}
+{{- else if and (not .Values.redis.enabled) (eq .Values.externalRedis.mode "sentinel") }}
+{{- /* Optional in the Secrets you own: Sentinels without a password need no key. */}}
 {{- if .Values.existingSecret }}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
       name: {{ .Values.existingSecret }}
-      key: redis-password
-{{- else if .Values.redis.enabled }}
-      name: {{ .Values.redis.auth.existingSecret | default (include "saga-stack.subchartFullname" (list . "redis")) }}
-      key: password
+      key: redis-sentinel-password
+      optional: true
 {{- else if .Values.externalRedis.existingSecret }}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
       name: {{ .Values.externalRedis.existingSecret }}
-      key: {{ .Values.externalRedis.existingSecretPasswordKey }}
-{{- else }}
+      key: {{ .Values.externalRedis.existingSecretSentinelPasswordKey }}
+      optional: true
+{{- else if .Values.externalRedis.sentinelPassword }}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
       name: {{ $appSecret }}
-      key: redis-password
+      key: redis-sentinel-password
 {{- end }}
 {{- end }}
 {{- if and (not .Values.kafka.enabled) .Values.externalKafka.sasl.mechanism }}
@@ -114,5 +137,22 @@ KAFKA_TOPIC_MIN_INSYNC_REPLICAS: {{ .Values.topics.minInsyncReplicas | quote }}
       name: {{ $appSecret }}
       key: kafka-sasl-password
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Where the Redis password lives (the name and key of a secretKeyRef). */}}
+{{- define "saga-stack.redisPasswordRef" -}}
+{{- if .Values.existingSecret }}
+name: {{ .Values.existingSecret }}
+key: redis-password
+{{- else if .Values.redis.enabled }}
+name: {{ .Values.redis.auth.existingSecret | default (include "saga-stack.subchartFullname" (list . "redis")) }}
+key: password
+{{- else if .Values.externalRedis.existingSecret }}
+name: {{ .Values.externalRedis.existingSecret }}
+key: {{ .Values.externalRedis.existingSecretPasswordKey }}
+{{- else }}
+name: {{ include "saga-stack.fullname" . }}
+key: redis-password
 {{- end }}
 {{- end }}

@@ -10,20 +10,36 @@
 {{- end }}
 {{- end }}
 
-{{- define "redis.selectorLabels" -}}
+{{/* Every Redis pod of the release, whatever its role. */}}
+{{- define "redis.matchLabels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: master
 {{- end }}
 
+{{/*
+The pods of one StatefulSet: (list $ "master"), "replica" or "node" (with
+Sentinel every pod is a node; the master role moves between them).
+*/}}
+{{- define "redis.selectorLabels" -}}
+{{ include "redis.matchLabels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/* (list $ component): objects of one role; "redis" for objects shared by every role. */}}
 {{- define "redis.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- $root := index . 0 -}}
+helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version }}
 {{ include "redis.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
 app.kubernetes.io/part-of: saga-stack
 {{- end }}
 
 {{- define "redis.secretName" -}}
 {{- default (include "redis.fullname" .) .Values.auth.existingSecret }}
+{{- end }}
+
+{{/* The headless Service's domain: <pod>.<this> is a pod's stable name. */}}
+{{- define "redis.headlessDomain" -}}
+{{- printf "%s-hl.%s.svc.%s" (include "redis.fullname" .) .Release.Namespace .Values.clusterDomain }}
 {{- end }}
