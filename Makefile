@@ -41,23 +41,17 @@ test-integration: services-deps ## the app against real PostgreSQL, Redis, Senti
 	$(PYTEST) tests/integration
 
 .PHONY: test-e2e
-test-e2e: ## the chart on a real multi-node cluster
-	@if [ -z "$(wildcard tests/e2e/test_*.py)" ]; then \
-	  echo "make test-e2e: the e2e tier does not exist yet: it needs the offline multi-node cluster (issue 3); see docs/cluster-spike.md" >&2; exit 1; fi
+test-e2e: ## the chart on a real multi-node cluster (created when none is running)
+	ci/up.sh --no-install
 	$(PYTEST) tests/e2e
 
 .PHONY: up
 up: ## bring the whole stack up on a local cluster (creating the cluster when there is none)
-	@if [ ! -x ci/cluster/up.sh ]; then \
-	  echo "make up: the local cluster is not built yet (issue 3); today the chart installs on any cluster you have:" >&2; \
-	  echo "  helm install saga charts/saga-stack -f values/local.yaml" >&2; exit 1; fi
-	ci/cluster/up.sh
+	ci/up.sh
 
 .PHONY: down
-down: ## remove the local cluster and everything on it
-	@if [ ! -x ci/cluster/down.sh ]; then \
-	  echo "make down: nothing to remove: the local cluster is not built yet (issue 3)" >&2; exit 1; fi
-	ci/cluster/down.sh
+down: ## remove the local cluster (caches stay)
+	ci/down.sh
 
 .PHONY: bench
 bench: tools services-deps ## benchmarks: JSON + PNG under bench-results/

@@ -5,6 +5,9 @@ HELM3_VERSION=v3.22.0
 UV_VERSION=0.13.8
 KAFKA_VERSION=4.1.1
 SCALA_BINARY_VERSION=2.13
+# The offline cluster's Kubernetes (ci/cluster/): the newest 1.3x patch on the Go
+# module proxy on 2026-11-26. Add-on versions: the recipes in ci/cluster/build-addons.sh.
+K8S_VERSION=v1.37.2
 # Kubernetes minor lines the rendered chart is validated against (newest three).
 K8S_SCHEMA_VERSIONS="v1.35.4 v1.36.3 v1.37.2"
 # CRD schemas (openAPIV3Schema) for the validator, from Go module zips
@@ -25,3 +28,6 @@ REDIS_IMAGE_TAG=8.0-trixie
 KAFKA_JAVA_MAJOR=17
 PROMETHEUS_SUITE=trixie
 PROMETHEUS_IMAGE_TAG=2.53-trixie
+# Online path (stock kind with upstream images; kind >= 0.31). Not exercised on
+# our registry-less CI machines.
+KIND_NODE_TAG=v1.35.0

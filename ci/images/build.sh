@@ -403,6 +403,20 @@ stop_index_server() {
   fi
 }
 
+# The app's tag is the chart's appVersion, which does not change with every
+# edit: the image carries a hash of its sources, and a stale one is rebuilt.
+app_source_hash() {
+  (cd "$REPO_ROOT" && find app/src app/pyproject.toml app/Dockerfile requirements/app.lock -type f \
+    ! -name '*.pyc' ! -path '*__pycache__*' ! -path '*.egg-info*' -print0 | sort -z | xargs -0 sha256sum) |
+    sha256sum | cut -c1-16
+}
+
+up_to_date() { # up_to_date NAME: the image exists (and, for the app, matches its sources)
+  image_exists "${REF[$1]}" || return 1
+  [[ $1 != app ]] && return 0
+  [[ "$("$DOCKER" image inspect -f '{{index .Config.Labels "io.saga-stack.source"}}' "${REF[app]}")" == "$(app_source_hash)" ]]
+}
+
 build_app() {
   need python
   prepare_wheelhouse
@@ -417,7 +431,8 @@ build_app() {
     tar -xf - -C "$ctx/app"
   start_index_server
   docker_build app "${REF[app]}" "$ctx" -f "$ctx/app/Dockerfile" --network host \
-    --build-arg "BASE_IMAGE=${REF[python]}" --build-arg "PIP_INDEX_URL=$INDEX_URL"
+    --build-arg "BASE_IMAGE=${REF[python]}" --build-arg "PIP_INDEX_URL=$INDEX_URL" \
+    --label "io.saga-stack.source=$(app_source_hash)"
   stop_index_server
 }
 
@@ -507,8 +522,8 @@ if [[ $SAVE_ONLY -eq 0 ]]; then
       build_debian
       continue
     fi
-    if image_exists "${REF[$name]}" && [[ $FORCE -eq 0 ]]; then
-      log "$name: ${REF[$name]} exists, skipped (--force rebuilds)"
+    if up_to_date "$name" && [[ $FORCE -eq 0 ]]; then
+      log "$name: ${REF[$name]} is up to date, skipped (--force rebuilds)"
       continue
     fi
     "build_$name"

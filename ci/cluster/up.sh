@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Spike driver: from nothing to a 1 control-plane + N worker cluster, offline.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+: "${WORKERS:=2}"
+
+usage() {
+  cat <<USAGE
+Usage: $(basename "$0") [--workers N]
+
+Steps (each one idempotent and cached; see the scripts it calls):
+  dockerd.sh start --install     Docker engine from Debian, started by hand
+  build-k8s.sh                   k8s ${K8S_VERSION} + etcd + CoreDNS + pause from the Go module proxy
+  build-addons.sh                metrics-server, local-path-provisioner, kube-router
+  build-node-image.sh            node image ${NODE_IMAGE_TAG}
+  build-images.sh                kubeadm's images, FROM scratch
+  node.sh create                 ${CLUSTER_NAME%-*}-cp + workers (no --privileged)
+  load-images.sh                 images into each node's containerd
+  kubeadm-init.sh / kubeadm-join.sh
+  simple-cni.sh                  bridge CNI + static routes
+  cni/kube-router.yaml           kube-router: routes between nodes (BGP) + NetworkPolicy (iptables+ipset)
+  addons/{metrics-server,local-path}.yaml   metrics-server, local-path-provisioner (default StorageClass)
+then waits for all nodes Ready and kube-system pods Running.
+Kubeconfig: ${CLUSTER_STATE}/kubeconfig (also printed). Tear down: down.sh
+USAGE
+}
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --workers) WORKERS="$2"; shift 2 ;;
+    *) die "unknown arg $1" ;;
+  esac
+done
+here="${CLUSTER_DIR}"
+T0=$(date +%s)
+step() { log "==> $*"; }
+
+step "engine";       "$here/dockerd.sh" start --install
+docker_env
+step "binaries";     timed build-k8s-all "$here/build-k8s.sh"
+timed build-addons "$here/build-addons.sh" metrics-server local-path-provisioner kube-router
+step "rootfs";       timed rootfs "$here/build-node-image.sh" --rootfs-only
+step "k8s images";   timed k8s-images "$here/build-images.sh"
+step "node image";   timed node-image "$here/build-node-image.sh"
+cp="saga-cp"; nodes=("$cp")
+for i in $(seq 1 "${WORKERS}"); do nodes+=("saga-w${i}"); done
+step "nodes ${nodes[*]}"
+"$here/node.sh" network
+pids=()
+for n in "${nodes[@]}"; do
+  role=worker; [[ "$n" == "$cp" ]] && role=control-plane
+  "$here/node.sh" create "$n" "$role" & pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || die "a node failed to start (see above)"; done
+# images are baked into the node image (build-node-image.sh); load-images.sh is for extras
+step "kubeadm init"; timed kubeadm-init "$here/kubeadm-init.sh" "$cp"
+KC="${CLUSTER_STATE}/kubeconfig-${cp}"
+cp "$KC" "${CLUSTER_STATE}/kubeconfig"
+KUBECTL="${SAGA_STACK_CACHE}/k8s-build/${K8S_VERSION}/bin/kubectl"
+for n in "${nodes[@]:1}"; do step "join $n"; "$here/kubeadm-join.sh" "$cp" "$n"; done
+step "pod network"
+for _ in $(seq 1 60); do
+  missing=0
+  for n in "${nodes[@]}"; do
+    [[ -n "$("$KUBECTL" --kubeconfig "$KC" get node "$n" -o jsonpath='{.spec.podCIDR}' 2>/dev/null)" ]] || missing=1
+  done
+  [[ $missing == 0 ]] && break; sleep 1
+done
+"$here/simple-cni.sh" "$KC" "${nodes[@]}"
+step "kube-router: routes + NetworkPolicy"
+"$KUBECTL" --kubeconfig "$KC" apply -f "$here/cni/kube-router.yaml" >/dev/null
+step "waiting for nodes Ready"
+"$KUBECTL" --kubeconfig "$KC" wait --for=condition=Ready node --all --timeout=180s
+step "add-ons (metrics-server, local-path default StorageClass)"
+# only the add-ons whose images build-images.sh bakes in (addons/ may hold others, e.g.
+# netpol.yaml, whose image this script does not build)
+for f in metrics-server.yaml local-path.yaml; do
+  "$KUBECTL" --kubeconfig "$KC" apply -f "$here/addons/$f" >/dev/null
+done
+step "waiting for kube-system pods"
+"$KUBECTL" --kubeconfig "$KC" -n kube-system wait --for=condition=Ready pod --all --timeout=180s
+"$KUBECTL" --kubeconfig "$KC" -n local-path-storage rollout status deploy/local-path-provisioner --timeout=120s
+"$KUBECTL" --kubeconfig "$KC" -n kube-system rollout status ds/kube-router --timeout=120s
+"$KUBECTL" --kubeconfig "$KC" -n kube-system rollout status deploy/coredns --timeout=120s
+"$KUBECTL" --kubeconfig "$KC" -n kube-system rollout status deploy/metrics-server --timeout=180s
+# the aggregated metrics API needs a first scrape before `kubectl top` works
+for _ in $(seq 1 60); do
+  "$KUBECTL" --kubeconfig "$KC" top nodes >/dev/null 2>&1 && break; sleep 2
+done
+"$KUBECTL" --kubeconfig "$KC" get nodes -o wide
+echo "$(date -u +%FT%TZ) up-total $(( $(date +%s) - T0 ))s" >> "${CLUSTER_STATE}/timings.log"
+log "cluster up in $(( $(date +%s) - T0 ))s. export KUBECONFIG=${CLUSTER_STATE}/kubeconfig"

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# `make up`: from nothing to the whole stack running on a local multi-node
+# cluster, and how to reach it. Idempotent: a running cluster and release are
+# reused (the release is upgraded to the working tree's chart).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=versions.sh
+source "$repo/ci/versions.sh"
+
+usage() {
+  cat <<EOF
+Usage: ci/up.sh [--mode auto|offline|online] [--no-install] [--release NAME] [--namespace NS]
+
+Brings up a 1 control-plane + 2 worker Kubernetes cluster (creating it when
+none is running), then installs the chart with values/local.yaml and waits
+until every workload is Ready.
+
+  --mode offline   build every binary and image here from package registries
+                   (Debian, Go module proxy, PyPI, Maven Central): ci/cluster/, ci/images/
+  --mode online    stock kind and upstream images (needs a container registry)
+  --mode auto      online when 'kind' is installed and a registry answers, else offline (default)
+  --no-install     cluster and images only, no release (the e2e tier installs its own)
+  --release NAME   Helm release name (default saga)
+  --namespace NS   namespace of the release (default saga)
+
+Environment: SAGA_STACK_MODE (same as --mode), SAGA_STACK_CACHE (caches,
+default ~/.cache/saga-stack). The cluster's kubeconfig is merged into
+~/.kube/config (context saga-stack) so kubectl and helm find it by default.
+Tear down: make down.
+EOF
+}
+
+mode=${SAGA_STACK_MODE:-auto} no_install=0 release=saga namespace=saga
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --mode) mode=${2:?--mode needs a value}; shift ;;
+    --no-install) no_install=1 ;;
+    --release) release=${2:?--release needs a value}; shift ;;
+    --namespace) namespace=${2:?--namespace needs a value}; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; echo "up: unknown argument: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+t0=$(date +%s)
+step() { printf '==> [%4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*" >&2; }
+die() { printf 'up: %s\n' "$*" >&2; exit 1; }
+
+registry_answers() {
+  # pulling kind's node image is the question that matters for the online path
+  command -v kind >/dev/null && command -v docker >/dev/null \
+    && timeout 120 docker pull --quiet "kindest/node:${KIND_NODE_TAG}" >/dev/null 2>&1
+}
+
+case "$mode" in
+  auto) if registry_answers; then mode=online; else mode=offline; fi ;;
+  online|offline) ;;
+  *) die "--mode must be auto, offline or online, not '$mode'" ;;
+esac
+step "mode: $mode"
+
+step "project tools (helm, Python venv)"
+"$repo/ci/bootstrap.sh" --helm --python >/dev/null
+export PATH="$repo/.tools/bin:$PATH"
+
+kube_dir="$HOME/.kube"
+mkdir -p "$kube_dir"
+
+if [[ "$mode" == offline ]]; then
+  cluster_kubeconfig="${CLUSTER_STATE:-/var/tmp/saga-stack-cluster}/kubeconfig"
+  kubectl_built="${SAGA_STACK_CACHE:-$HOME/.cache/saga-stack}/k8s-build/$K8S_VERSION/bin/kubectl"
+  "$repo/ci/cluster/dockerd.sh" start --install
+  # Nodes left over from a stopped engine (a reboot, an ended session) do not come
+  # back as a working cluster: start over from the cached image instead.
+  if [[ -n "$("$repo/ci/cluster/node.sh" list)" ]] && ! { [[ -x "$kubectl_built" && -s "$cluster_kubeconfig" ]] \
+      && "$kubectl_built" --kubeconfig "$cluster_kubeconfig" get --raw /readyz --request-timeout=10s >/dev/null 2>&1; }; then
+    step "leftover nodes whose API server does not answer: recreating the cluster"
+    "$repo/ci/cluster/down.sh"
+  fi
+  step "cluster (offline build; the first run compiles Kubernetes: expect 20-40 minutes)"
+  "$repo/ci/cluster/up.sh"
+  # the kubectl built with the cluster, where the project's tools live
+  ln -sf "$kubectl_built" "$repo/.tools/bin/kubectl"
+  step "app and data-layer images (offline build)"
+  "$repo/ci/images/build.sh" --save
+  step "loading images into the nodes"
+  "$repo/ci/cluster/load-chart-images.sh"
+  values=(-f "$repo/values/local.yaml" -f "$repo/values/offline-images.yaml")
+else
+  command -v kind >/dev/null || die "online mode needs kind on PATH"
+  if ! kind get clusters 2>/dev/null | grep -qx saga-stack; then
+    step "cluster (kind ${KIND_NODE_TAG})"
+    kind create cluster --name saga-stack --image "kindest/node:${KIND_NODE_TAG}" \
+      --config "$repo/ci/cluster/kind.yaml" --wait 5m
+  fi
+  cluster_kubeconfig=$(mktemp)
+  kind get kubeconfig --name saga-stack >"$cluster_kubeconfig"
+  app_image="saga-stack/saga-service:$(awk '/^appVersion:/ {gsub(/"/, "", $2); print $2}' "$repo/charts/saga-stack/Chart.yaml")"
+  step "app image $app_image (docker build on the upstream Python base)"
+  docker build -f "$repo/app/Dockerfile" -t "$app_image" "$repo"
+  kind load docker-image --name saga-stack "$app_image"
+  values=(-f "$repo/values/local.yaml")
+  command -v kubectl >/dev/null || die "online mode needs kubectl on PATH"
+fi
+
+step "kubeconfig -> $kube_dir/config (context saga-stack)"
+"$repo/ci/cluster/merge-kubeconfig.sh" "$cluster_kubeconfig" "$kube_dir/config" saga-stack
+
+if [[ $no_install == 1 ]]; then
+  step "cluster and images ready (--no-install)"
+  exit 0
+fi
+
+step "installing the chart: helm upgrade --install $release charts/saga-stack -n $namespace ${values[*]/#$repo\//}"
+helm upgrade --install "$release" "$repo/charts/saga-stack" -n "$namespace" --create-namespace \
+  "${values[@]}" --wait --wait-for-jobs --timeout 15m
+
+step "ready in $(( $(date +%s) - t0 )) s"
+kubectl -n "$namespace" get pods -o wide
+helm get notes "$release" -n "$namespace"
+cat <<EOF
+
+kubeconfig: $kube_dir/config (context saga-stack; kubectl and helm use it by default)
+EOF
