@@ -64,6 +64,7 @@ __all__ = [
     "load_validator",
     "missing_schema_files",
     "pinned_versions",
+    "schema_errors",
     "schema_root",
     "schema_versions",
     "validate",
@@ -516,3 +517,19 @@ def load_validator(version: str, *, crds: bool = True) -> Validator:
 def validate(obj: dict[str, Any], version: str) -> list[str]:
     """Errors of one object against one Kubernetes version; raises UnknownKind."""
     return load_validator(version).validate(obj)
+
+
+def schema_errors(objects: Iterable[Mapping[str, Any]], versions: Iterable[str]) -> list[str]:
+    """Every problem of every object against every version, as "<version> <Kind>/<name>: ..."
+    (a kind with no schema is a problem too)."""
+    errors: list[str] = []
+    for version in versions:
+        validator = load_validator(version)
+        for obj in objects:
+            label = f"{obj['kind']}/{obj['metadata']['name']}"
+            try:
+                problems = validator.validate(obj)
+            except UnknownKind as exc:
+                problems = [f"no schema for {exc}"]
+            errors += [f"{version} {label}: {p}" for p in problems]
+    return errors

@@ -82,22 +82,6 @@ def _render_case(case_id: str) -> tuple[Manifest, ...]:
     return tuple(render(values=values))
 
 
-def _schema_errors(
-    objects: tuple[Manifest, ...] | list[Manifest], versions: list[str]
-) -> list[str]:
-    errors: list[str] = []
-    for version in versions:
-        validator = k8s_openapi.load_validator(version)
-        for obj in objects:
-            name = f"{obj['kind']}/{obj['metadata']['name']}"
-            try:
-                problems = validator.validate(obj)
-            except k8s_openapi.UnknownKind as exc:
-                problems = [f"no schema for {exc}"]
-            errors += [f"{version} {name}: {p}" for p in problems]
-    return errors
-
-
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
 def test_profile_lints_strictly(profile: Path) -> None:
     proc = helm(
@@ -110,7 +94,7 @@ def test_profile_lints_strictly(profile: Path) -> None:
 def test_profile_renders_valid_objects(profile: Path, k8s_schemas: list[str]) -> None:
     objects = render([profile])
     assert one(objects, "Deployment")
-    assert _schema_errors(objects, k8s_schemas) == []
+    assert k8s_openapi.schema_errors(objects, k8s_schemas) == []
 
 
 def test_there_are_the_promised_profiles() -> None:
@@ -120,7 +104,7 @@ def test_there_are_the_promised_profiles() -> None:
 @pytest.mark.parametrize("case_id", [c for c, _ in MATRIX])
 def test_toggle_matrix_renders_valid_objects(case_id: str, k8s_schemas: list[str]) -> None:
     objects = _render_case(case_id)
-    assert _schema_errors(objects, k8s_schemas) == []
+    assert k8s_openapi.schema_errors(objects, k8s_schemas) == []
 
 
 @pytest.mark.parametrize("case_id", [c for c, _ in MATRIX])
