@@ -166,6 +166,31 @@ def test_network_policy_keeps_strangers_away_from_postgres(release: str, client:
     assert run_python_in(release, client, probe).startswith("blocked")  # type: ignore[union-attr]
 
 
+def test_postgres_data_survives_deleting_its_pod(release: str, client: str) -> None:
+    in_cluster(release, client, 'call("PUT", "/stock/durable-sku", {"quantity": 17}); print(1)')
+    kubectl("delete", "pod", "-n", release, f"{RELEASE}-postgresql-0", "--wait=true", timeout=180)
+    kubectl(
+        "rollout",
+        "status",
+        "-n",
+        release,
+        f"statefulset/{RELEASE}-postgresql",
+        "--timeout=300s",
+        timeout=320,
+    )
+
+    def stock_read_back() -> object:
+        status, body = in_cluster(  # type: ignore[misc]
+            release, client, 'print(json.dumps(call("GET", "/stock/durable-sku")[:2]))'
+        )
+        return body if status == 200 else None
+
+    stock = wait_for(
+        "the app to read the stock from the new postgres pod", stock_read_back, timeout=180
+    )
+    assert stock["available"] == 17  # type: ignore[index]
+
+
 def _image(namespace: str) -> str:
     deployment = kubectl_json("get", "deployment", "-n", namespace, SERVICE)
     image: str = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
