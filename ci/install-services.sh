@@ -37,12 +37,8 @@ Environment:
 EOF
 }
 
-ts() { date -u +%H:%M:%S; }
-log() { printf '[%s %s] %s\n' "$PROG" "$(ts)" "$*" >&2; }
-die() {
-  printf '[%s %s] ERROR: %s\n' "$PROG" "$(ts)" "$*" >&2
-  exit 1
-}
+# shellcheck source=ci/log.sh
+source "$(dirname "${BASH_SOURCE[0]}")/log.sh"
 
 DO_APT=1
 DO_KAFKA=1

@@ -38,12 +38,8 @@ Exit status: 0 if every selected test passed.
 EOF
 }
 
-ts() { date -u +%H:%M:%S; }
-log() { printf '[%s %s] %s\n' "$PROG" "$(ts)" "$*" >&2; }
-die() {
-  printf '[%s %s] ERROR: %s\n' "$PROG" "$(ts)" "$*" >&2
-  exit 1
-}
+# shellcheck source=ci/log.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../log.sh"
 
 ONLY=()
 KEEP=0

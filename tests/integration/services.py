@@ -1442,7 +1442,7 @@ def _launch_kafka(
     env = dict(os.environ)
     env.pop("KAFKA_OPTS", None)
     env.pop("KAFKA_HEAP_OPTS", None)
-    fmt = subprocess.run(
+    _run_checked(
         [
             *jvm_common[:2],
             "-Xms64m",
@@ -1460,16 +1460,9 @@ def _launch_kafka(
             "--ignore-formatted",
             *scram_args,
         ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
+        "kafka storage format",
         env=env,
-        check=False,
     )
-    if fmt.returncode != 0:
-        raise ServiceError(
-            f"kafka storage format failed ({fmt.returncode}):\n{fmt.stdout}\n{fmt.stderr}"
-        )
     proc = ManagedProcess(
         "kafka",
         [*jvm_common, "kafka.Kafka", str(server_properties)],
