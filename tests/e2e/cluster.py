@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
+import textwrap
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -74,10 +77,12 @@ def wait_for(
     )
 
 
-def install_values() -> list[str]:
-    """The values files `make up` uses: the local profile, plus the offline images overlay when
-    the cluster runs locally built images."""
+def install_values(*profiles: str) -> list[str]:
+    """The values files `make up` uses: the local profile, then `profiles` layered on it (names
+    under values/), then the offline images overlay when the cluster runs locally built images."""
     files = ["-f", str(VALUES / "local.yaml")]
+    for profile in profiles:
+        files += ["-f", str(VALUES / profile)]
     overlay = VALUES / "offline-images.yaml"
     if os.environ.get("SAGA_STACK_IMAGES", "offline") == "offline" and overlay.is_file():
         files += ["-f", str(overlay)]
@@ -100,8 +105,17 @@ def ready_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
 APP_SELECTOR = "app.kubernetes.io/name=saga-stack,app.kubernetes.io/component=app"
 
 
-def client_pod(namespace: str, name: str, image: str, labels: dict[str, str] | None = None) -> str:
-    """A long-running pod to run commands from inside the cluster (not part of the release)."""
+def client_pod(
+    namespace: str,
+    name: str,
+    image: str,
+    labels: dict[str, str] | None = None,
+    *,
+    env: list[dict[str, Any]] | None = None,
+    env_from: list[dict[str, Any]] | None = None,
+) -> str:
+    """A long-running pod to run commands from inside the cluster (not part of the release);
+    `env`/`env_from` as in a container spec (e.g. copied from the app's Deployment)."""
     manifest = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -124,6 +138,8 @@ def client_pod(namespace: str, name: str, image: str, labels: dict[str, str] | N
                     "image": image,
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["python3", "-c", "import time; time.sleep(3600)"],
+                    "env": env or [],
+                    "envFrom": env_from or [],
                     "securityContext": {
                         "allowPrivilegeEscalation": False,
                         "capabilities": {"drop": ["ALL"]},
@@ -149,3 +165,94 @@ def run_python_in(namespace: str, pod: str, code: str, *, timeout: float = 300) 
     """Runs Python in the client pod; the code prints one JSON document, returned parsed."""
     out = kubectl("exec", "-n", namespace, pod, "--", "python3", "-c", code, timeout=timeout)
     return json.loads(out.strip().splitlines()[-1])
+
+
+APP_SERVICE = f"{RELEASE}-saga-stack"
+
+# Client code run inside the cluster: stdlib only, one new connection per request.
+HTTP_CLIENT = textwrap.dedent(
+    """
+    import json, time, urllib.request, urllib.error
+    BASE = "http://%(service)s"
+    def call(method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(BASE + path, data=data, method=method,
+                                     headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read() or b"null"), dict(resp.headers)
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null"), dict(err.headers)
+    def wait_final(order_id, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status, body, _ = call("GET", "/orders/" + order_id)
+            if status == 200 and body["status"] != "PENDING":
+                return body["status"]
+            time.sleep(0.5)
+        return "PENDING"
+    """
+)
+
+
+def in_cluster(namespace: str, pod: str, body: str, timeout: float = 300) -> Any:
+    """Runs `body` after the HTTP client above in the client pod; returns its last JSON line."""
+    code = HTTP_CLIENT % {"service": APP_SERVICE} + textwrap.dedent(body)
+    return run_python_in(namespace, pod, code, timeout=timeout)
+
+
+class InClusterProcess:
+    """A Python program fed on stdin to `kubectl exec` and left running, its JSON lines
+    collected as they come, so a test can act (delete a pod) while it runs."""
+
+    def __init__(self, namespace: str, pod: str, code: str, *args: str) -> None:
+        argv = [_tool("kubectl"), "exec", "-i", "-n", namespace, pod, "--", "python3", "-", *args]
+        self._proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(code)
+        self._proc.stdin.close()
+        self.lines: list[dict[str, Any]] = []
+        self._new: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for raw in self._proc.stdout:
+            if raw.startswith("{"):
+                line = json.loads(raw)
+                self.lines.append(line)
+                self._new.put(line)
+
+    def wait_line(self, what: str, match: Callable[[dict[str, Any]], bool], timeout: float) -> Any:
+        """Blocks until a line satisfying `match` arrives; fails naming `what`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._new.get(timeout=1)
+            except queue.Empty:
+                if self._proc.poll() is not None and self._new.empty():
+                    break
+                continue
+            if match(line):
+                return line
+        raise AssertionError(f"no {what} from the in-cluster program: {self._stderr_tail()}")
+
+    def finish(self, timeout: float) -> list[dict[str, Any]]:
+        """Waits for the program to exit 0 and returns every JSON line it printed."""
+        try:
+            code = self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            raise AssertionError(f"in-cluster program still running after {timeout:.0f}s") from None
+        self._reader.join(timeout=10)
+        if code != 0:
+            raise CommandFailed(f"in-cluster program exited {code}: {self._stderr_tail()}")
+        return self.lines
+
+    def _stderr_tail(self) -> str:
+        if self._proc.poll() is None or self._proc.stderr is None:
+            return "(still running)"
+        return self._proc.stderr.read()[-2000:]

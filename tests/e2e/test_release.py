@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import textwrap
 
 from tests.e2e.cluster import (
     APP_SELECTOR,
@@ -16,6 +15,7 @@ from tests.e2e.cluster import (
     RELEASE,
     client_pod,
     helm,
+    in_cluster,
     kubectl,
     kubectl_json,
     ready_pods,
@@ -24,36 +24,6 @@ from tests.e2e.cluster import (
 )
 
 SERVICE = f"{RELEASE}-saga-stack"
-
-# Client code run inside the cluster: stdlib only, one new connection per request.
-HTTP_CLIENT = textwrap.dedent(
-    """
-    import json, time, urllib.request, urllib.error
-    BASE = "http://%(service)s"
-    def call(method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(BASE + path, data=data, method=method,
-                                     headers={"content-type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, json.loads(resp.read() or b"null"), dict(resp.headers)
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null"), dict(err.headers)
-    def wait_final(order_id, timeout=120):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            status, body, _ = call("GET", "/orders/" + order_id)
-            if status == 200 and body["status"] != "PENDING":
-                return body["status"]
-            time.sleep(0.5)
-        return "PENDING"
-    """
-)
-
-
-def in_cluster(namespace: str, pod: str, body: str, timeout: float = 300) -> object:
-    code = HTTP_CLIENT % {"service": SERVICE} + textwrap.dedent(body)
-    return run_python_in(namespace, pod, code, timeout=timeout)
 
 
 def test_install_reaches_ready(release: str, workers: list[str]) -> None:
@@ -75,7 +45,7 @@ def test_services_resolve_by_dns_inside_the_cluster(release: str, client: str) -
         "import json, socket\n"
         f"print(json.dumps({{n: socket.gethostbyname(n) for n in {fqdns!r}}}))",
     )
-    assert set(resolved) == set(fqdns)  # type: ignore[arg-type]
+    assert set(resolved) == set(fqdns)
 
 
 def test_a_saga_placed_through_the_service_completes(release: str, client: str) -> None:
@@ -93,9 +63,9 @@ def test_a_saga_placed_through_the_service_completes(release: str, client: str) 
         print(json.dumps({**final, "stock": stock}))
         """,
     )
-    assert result["ok"] == "CONFIRMED"  # type: ignore[index]
-    assert result["declined"] == "CANCELLED"  # type: ignore[index]
-    assert result["stock"]["available"] == 8  # type: ignore[index]
+    assert result["ok"] == "CONFIRMED"
+    assert result["declined"] == "CANCELLED"
+    assert result["stock"]["available"] == 8
 
 
 def test_requests_spread_over_every_app_pod(release: str, client: str) -> None:
@@ -113,7 +83,7 @@ def test_requests_spread_over_every_app_pod(release: str, client: str) -> None:
         print(json.dumps(seen))
         """,
     )
-    assert set(served) == pods, f"served by {served}, pods {pods}"  # type: ignore[arg-type]
+    assert set(served) == pods, f"served by {served}, pods {pods}"
 
 
 def test_deleting_an_app_pod_mid_saga_loses_no_saga(release: str, client: str) -> None:
@@ -138,8 +108,8 @@ def test_deleting_an_app_pod_mid_saga_loses_no_saga(release: str, client: str) -
         f"print(json.dumps([wait_final(i, timeout=240) for i in {start!r}]))",
         timeout=600,
     )
-    assert finals.count("PENDING") == 0, finals  # type: ignore[union-attr]
-    assert set(finals) == {"CONFIRMED"}  # type: ignore[arg-type]
+    assert finals.count("PENDING") == 0, finals
+    assert set(finals) == {"CONFIRMED"}
 
 
 def test_network_policy_keeps_strangers_away_from_postgres(release: str, client: str) -> None:
@@ -151,7 +121,7 @@ def test_network_policy_keeps_strangers_away_from_postgres(release: str, client:
         "except OSError as e:\n"
         "    print(json.dumps('blocked: ' + type(e).__name__))\n"
     )
-    assert run_python_in(release, client, probe).startswith("blocked")  # type: ignore[union-attr]
+    assert run_python_in(release, client, probe).startswith("blocked")
     # the same probe from a pod carrying the client label gets through, once the
     # policy engine has seen the new pod (it updates its address sets on pod events)
     labelled = client_pod(
@@ -163,7 +133,7 @@ def test_network_policy_keeps_strangers_away_from_postgres(release: str, client:
         timeout=90,
     )
     # and the stranger is still refused afterwards
-    assert run_python_in(release, client, probe).startswith("blocked")  # type: ignore[union-attr]
+    assert run_python_in(release, client, probe).startswith("blocked")
 
 
 def test_postgres_data_survives_deleting_its_pod(release: str, client: str) -> None:
@@ -180,7 +150,7 @@ def test_postgres_data_survives_deleting_its_pod(release: str, client: str) -> N
     )
 
     def stock_read_back() -> object:
-        status, body = in_cluster(  # type: ignore[misc]
+        status, body = in_cluster(
             release, client, 'print(json.dumps(call("GET", "/stock/durable-sku")[:2]))'
         )
         return body if status == 200 else None
@@ -188,7 +158,7 @@ def test_postgres_data_survives_deleting_its_pod(release: str, client: str) -> N
     stock = wait_for(
         "the app to read the stock from the new postgres pod", stock_read_back, timeout=180
     )
-    assert stock["available"] == 17  # type: ignore[index]
+    assert stock["available"] == 17
 
 
 def _image(namespace: str) -> str:
