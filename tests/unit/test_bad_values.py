@@ -166,6 +166,21 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["no metric"],
     ),
     (
+        "backlog scaling without an HPA",
+        {"autoscaling.backlog.enabled": True},
+        ["autoscaling.backlog.enabled", "autoscaling.enabled is false"],
+    ),
+    (
+        "backlog metric name Prometheus would not accept",
+        {"autoscaling.backlog.metricName": "saga-backlog"},
+        ["/autoscaling/backlog/metricName"],
+    ),
+    (
+        "backlog target that is not a quantity",
+        {"autoscaling.backlog.targetPerPod": "twenty"},
+        ["/autoscaling/backlog/targetPerPod"],
+    ),
+    (
         "PDB that blocks every disruption",
         {"pdb.enabled": True, "replicas": 2, "pdb.maxUnavailable": 2},
         ["pdb.maxUnavailable (2)"],

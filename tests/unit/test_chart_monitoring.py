@@ -3,32 +3,19 @@ parse, dashboards that are valid JSON, and only metrics the app really exports."
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 from pathlib import Path
 
+import chart_metrics
 import k8s_openapi
 import pytest
 import yaml
+from chart_metrics import FOREIGN_METRICS, MONITORING_API, metric_names
 from helm import REPO_ROOT, find, one, render
 from prometheus_client import REGISTRY
 from saga_service import metrics as app_metrics
 
-MONITORING_API = ["--api-versions", "monitoring.coreos.com/v1"]
 PROMTOOL = REPO_ROOT / ".tools" / "bin" / "promtool"
-# Metrics that come from elsewhere in a kube-prometheus-stack cluster, not from the app.
-FOREIGN_METRICS = {
-    "up",  # Prometheus itself
-    "kube_pod_container_status_restarts_total",  # kube-state-metrics
-    "kube_horizontalpodautoscaler_status_desired_replicas",  # kube-state-metrics
-    "container_cpu_usage_seconds_total",  # kubelet / cAdvisor
-    "container_memory_working_set_bytes",  # kubelet / cAdvisor
-}
-PROMQL_FUNCTIONS = {
-    "sum", "rate", "increase", "clamp_min", "histogram_quantile", "max", "deriv", "count",
-    "absent", "by", "and", "or", "le", "on", "without",
-}  # fmt: skip
 
 
 def _app_metric_names() -> set[str]:
@@ -38,15 +25,6 @@ def _app_metric_names() -> set[str]:
     for collector in list(REGISTRY._collector_to_names):
         names.update(REGISTRY._collector_to_names[collector])
     return {n for n in names if n.startswith("saga_")}
-
-
-def _metric_names(expr: str) -> set[str]:
-    without_strings = re.sub(r'"[^"]*"', '""', expr)
-    without_labels = re.sub(r"\{[^}]*\}", "", without_strings)
-    without_ranges = re.sub(r"\[[^\]]*\]", "", without_labels)
-    without_grouping = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", without_ranges)
-    tokens = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", without_grouping))
-    return {t for t in tokens if t not in PROMQL_FUNCTIONS and not re.fullmatch(r"e\d*", t)}
 
 
 def test_rendered_only_when_the_api_exists_unless_forced() -> None:
@@ -90,9 +68,7 @@ def test_network_policy_lets_prometheus_scrape() -> None:
 
 @pytest.fixture(scope="module")
 def rule_groups() -> list[dict[str, object]]:
-    rule = one(render(extra=MONITORING_API), "PrometheusRule")
-    groups: list[dict[str, object]] = rule["spec"]["groups"]
-    return groups
+    return chart_metrics.rule_groups(render(extra=MONITORING_API))
 
 
 def test_rules_pass_promtool(rule_groups: list[dict[str, object]], tmp_path: Path) -> None:
@@ -133,29 +109,20 @@ def test_alerts_cover_what_matters(rule_groups: list[dict[str, object]]) -> None
 
 def test_rules_use_only_metrics_the_app_exports(rule_groups: list[dict[str, object]]) -> None:
     exported = _app_metric_names()
-    used = {m for g in rule_groups for r in g["rules"] for m in _metric_names(r["expr"])}  # type: ignore[attr-defined]
+    used: set[str] = set().union(*chart_metrics.rule_metrics(rule_groups).values())
     assert used - FOREIGN_METRICS <= exported, sorted(used - FOREIGN_METRICS - exported)
     assert used & exported, "the rules should use the app's own metrics"
 
 
 def test_dashboards_are_valid_and_use_only_exported_metrics() -> None:
-    objects = render()
-    dashboards = [
-        cm
-        for cm in find(objects, "ConfigMap")
-        if cm["metadata"]["labels"].get("grafana_dashboard") == "1"
-    ]
-    assert dashboards, "no dashboard ConfigMap rendered"
+    boards = chart_metrics.dashboards(render())
+    assert boards, "no dashboard ConfigMap rendered"
     exported = _app_metric_names()
-    for cm in dashboards:
-        for name, text in cm["data"].items():
-            board = json.loads(text)
-            assert board["uid"] and board["title"], name
-            exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
-            assert exprs, f"{name} has no queries"
-            used = set().union(*(_metric_names(e.replace("$", "")) for e in exprs))
-            unknown = used - FOREIGN_METRICS - exported - {"namespace", "job"}
-            assert not unknown, f"{name} queries metrics the app does not export: {sorted(unknown)}"
+    for name, board in boards.items():
+        assert board["uid"] and board["title"], name
+        assert chart_metrics.dashboard_exprs(board), f"{name} has no queries"
+        unknown = chart_metrics.dashboard_metrics(board) - FOREIGN_METRICS - exported
+        assert not unknown, f"{name} queries metrics the app does not export: {sorted(unknown)}"
     assert not find(
         render(values={"monitoring.dashboards.enabled": False}),
         "ConfigMap",
@@ -164,6 +131,18 @@ def test_dashboards_are_valid_and_use_only_exported_metrics() -> None:
 
 
 def test_metric_name_extraction() -> None:
-    assert _metric_names('sum(rate(saga_started_total{job="x"}[5m])) > 1e-9') == {
+    assert metric_names('sum(rate(saga_started_total{job="x"}[5m])) > 1e-9') == {
         "saga_started_total"
     }
+    assert metric_names(
+        "histogram_quantile(0.99, sum by (le, step) (rate(saga_step_duration_seconds_bucket"
+        '{namespace="$namespace"}[5m])))'
+    ) == {"saga_step_duration_seconds_bucket"}
+
+
+def test_app_metrics_used_names_where_each_is_used() -> None:
+    used = chart_metrics.app_metrics_used(render(extra=MONITORING_API))
+    assert "alert SagaOutboxLag" in used["saga_outbox_lag_seconds"]
+    assert any(w.startswith("dashboard ") for w in used["saga_started_total"])
+    assert not set(used) & FOREIGN_METRICS
+    assert set(used) <= _app_metric_names()

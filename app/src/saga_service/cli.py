@@ -1,4 +1,4 @@
-"""`saga-service serve | migrate | create-topics` (see docs/app-contract.md)."""
+"""`saga-service serve | migrate | create-topics | loadgen` (see docs/app-contract.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from saga_service import __version__, logs
+from saga_service import __version__, loadgen, logs
 from saga_service.settings import Settings, load_settings
 
 log = logging.getLogger("saga_service")
@@ -56,12 +56,23 @@ def _build_parser() -> argparse.ArgumentParser:
         "$KAFKA_TOPIC_PARTITIONS partitions, replication $KAFKA_TOPIC_REPLICATION_FACTOR and "
         "min.insync.replicas $KAFKA_TOPIC_MIN_INSYNC_REPLICAS.",
     )
+    loadgen.add_arguments(
+        sub.add_parser(
+            "loadgen",
+            help="send orders at a fixed rate to a running service and report (no settings)",
+            description=loadgen.DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     command = args.command or "serve"
+    if command == "loadgen":
+        # A client of the HTTP API only: none of the service's settings apply.
+        return loadgen.main(vars(args), os.environ, _run_fast)
     try:
         settings = load_settings()
     except ValidationError as exc:

@@ -83,3 +83,11 @@ HTTP_DURATION = Histogram(
     ["method", "route"],
     buckets=_LATENCY_BUCKETS,
 )
+
+# Labelled counters have no series until a label value is first used, so an alert on
+# increase()/rate() would miss the first event and a dashboard would show "No data".
+# The label values the code can produce start at 0 (lock.py, consumer.py).
+for _reason in ("timeout", "redis_error"):
+    LOCK_ACQUIRE_FAILURES.labels(_reason)
+for _reason in ("malformed", "unknown saga_id"):
+    DEAD_LETTERED.labels(_reason)
