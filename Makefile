@@ -54,9 +54,10 @@ down: ## remove the local cluster (caches stay)
 	ci/down.sh
 
 .PHONY: bench
-bench: tools services-deps ## benchmarks: saga throughput/latency, make up times and disk; JSON + PNG under bench-results/
+bench: tools services-deps ## benchmarks: saga throughput/latency, make up times and disk, HPA reaction and scaling; JSON + PNG under bench-results/
 	$(PY) -m tests.bench.saga_bench
 	$(PY) -m tests.bench.cluster_bench
+	$(PY) -m tests.bench.scaling_bench
 
 .PHONY: chart-readme
 chart-readme: ## regenerate the charts' README values tables

@@ -10,17 +10,20 @@ source "$repo/ci/versions.sh"
 
 usage() {
   cat <<EOF
-Usage: ci/up.sh [--mode auto|offline|online] [--no-install] [--release NAME] [--namespace NS]
+Usage: ci/up.sh [--mode auto|offline|online] [--no-install] [--no-monitoring]
+                [--release NAME] [--namespace NS]
 
 Brings up a 1 control-plane + 2 worker Kubernetes cluster (creating it when
-none is running), then installs the chart with values/local.yaml and waits
-until every workload is Ready.
+none is running), then (offline) the monitoring stack, then installs the chart
+with values/local.yaml and waits until every workload is Ready.
 
   --mode offline   build every binary and image here from package registries
                    (Debian, Go module proxy, PyPI, Maven Central): ci/cluster/, ci/images/
   --mode online    stock kind and upstream images (needs a container registry)
   --mode auto      online when 'kind' is installed and a registry answers, else offline (default)
-  --no-install     cluster and images only, no release (the e2e tier installs its own)
+  --no-install     cluster, images and monitoring only, no release (the e2e tier installs its own)
+  --no-monitoring  offline: skip Prometheus + prometheus-adapter (ci/monitoring/up.sh),
+                   which serve the backlog metric the chart's HPA scales on
   --release NAME   Helm release name (default saga)
   --namespace NS   namespace of the release (default saga)
 
@@ -31,11 +34,12 @@ Tear down: make down.
 EOF
 }
 
-mode=${SAGA_STACK_MODE:-auto} no_install=0 release=saga namespace=saga
+mode=${SAGA_STACK_MODE:-auto} no_install=0 monitoring=1 release=saga namespace=saga
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --mode) mode=${2:?--mode needs a value}; shift ;;
     --no-install) no_install=1 ;;
+    --no-monitoring) monitoring=0 ;;
     --release) release=${2:?--release needs a value}; shift ;;
     --namespace) namespace=${2:?--namespace needs a value}; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -87,6 +91,11 @@ if [[ "$mode" == offline ]]; then
   "$repo/ci/images/build.sh" --save
   step "loading images into the nodes"
   "$repo/ci/cluster/load-chart-images.sh"
+  if [[ $monitoring == 1 ]]; then
+    # before the release: its HPA finds the external backlog metric from the start
+    step "monitoring: Prometheus + prometheus-adapter (external metrics API for the HPA)"
+    "$repo/ci/monitoring/up.sh" --kubeconfig "$cluster_kubeconfig"
+  fi
   values=(-f "$repo/values/local.yaml" -f "$repo/values/offline-images.yaml")
 else
   command -v kind >/dev/null || die "online mode needs kind on PATH"
@@ -103,6 +112,7 @@ else
   kind load docker-image --name saga-stack "$app_image"
   values=(-f "$repo/values/local.yaml")
   command -v kubectl >/dev/null || die "online mode needs kubectl on PATH"
+  [[ $monitoring == 1 ]] && step "monitoring: not installed online; for the backlog metric see ci/monitoring/README.md"
 fi
 
 step "kubeconfig -> $kube_dir/config (context saga-stack)"

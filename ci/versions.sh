@@ -28,6 +28,10 @@ REDIS_IMAGE_TAG=8.0-trixie
 KAFKA_JAVA_MAJOR=17
 PROMETHEUS_SUITE=trixie
 PROMETHEUS_IMAGE_TAG=2.53-trixie
+# prometheus-adapter (external metrics API for the HPA, ci/monitoring/): built from
+# the Go module proxy by ci/cluster/build-addons.sh, image
+# saga-stack.local/prometheus-adapter:<this version> by ci/images/build.sh.
+PROMETHEUS_ADAPTER_VERSION=v0.12.0
 # Online path (stock kind with upstream images; kind >= 0.31). Not exercised on
 # our registry-less CI machines.
 KIND_NODE_TAG=v1.35.0

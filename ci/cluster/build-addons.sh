@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build cluster add-on binaries (metrics-server, local-path-provisioner, CNI candidates)
+# Build cluster add-on binaries (metrics-server, local-path-provisioner, CNI candidates,
+# prometheus-adapter for ci/monitoring/)
 # from the Go module proxy, one at a time, niced.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -12,22 +13,24 @@ RECIPES=(
   "local-path-provisioner|github.com/rancher/local-path-provisioner|v0.0.30|github.com/rancher/local-path-provisioner|"
   "crictl|sigs.k8s.io/cri-tools|v1.37.0|sigs.k8s.io/cri-tools/cmd/crictl|"
   "kube-router|github.com/cloudnativelabs/kube-router/v2|v2.1.0|github.com/cloudnativelabs/kube-router/v2/cmd/kube-router|"
+  "prometheus-adapter|sigs.k8s.io/prometheus-adapter|${PROMETHEUS_ADAPTER_VERSION}|sigs.k8s.io/prometheus-adapter/cmd/adapter|"
 )
 
 usage() {
   cat <<USAGE
-Usage: $(basename "$0") [--list] NAME...
+Usage: $(basename "$0") [--list] [--path] NAME...
 
 Builds each NAME into \${SAGA_STACK_CACHE}/addons/<module>@<version>/bin/NAME
-(cached: delete the binary to rebuild). Recipes:
+(cached: delete the binary to rebuild). --path prints that path for each NAME
+and builds nothing. Recipes:
 $(printf '  %s\n' "${RECIPES[@]}" | cut -d'|' -f1-3 | tr '|' ' ')
 Env: BUILD_NICE (19), BUILD_PAR (1). Timings: ${CLUSTER_STATE}/timings.log
 USAGE
 }
 [[ $# -gt 0 ]] || { usage; exit 2; }
-names=()
-for a in "$@"; do case "$a" in -h|--help) usage; exit 0 ;; --list) printf '%s\n' "${RECIPES[@]}" | cut -d'|' -f1; exit 0 ;; *) names+=("$a") ;; esac; done
-need go
+names=(); print_path=0
+for a in "$@"; do case "$a" in -h|--help) usage; exit 0 ;; --list) printf '%s\n' "${RECIPES[@]}" | cut -d'|' -f1; exit 0 ;; --path) print_path=1 ;; *) names+=("$a") ;; esac; done
+[[ $print_path == 1 ]] || need go
 : "${BUILD_NICE:=19}"; : "${BUILD_PAR:=1}"
 export CGO_ENABLED=0 GOOS=linux GOARCH=amd64 GOFLAGS="-p=${BUILD_PAR}" GOCACHE="${SAGA_STACK_CACHE}/go-build"
 mkdir -p "${CLUSTER_STATE}"
@@ -38,6 +41,7 @@ for n in "${names[@]}"; do
   IFS='|' read -r _ mod ver pkg flags repl <<<"$r"
   d="${SAGA_STACK_CACHE}/addons/${mod//\//_}@${ver}"
   out="$d/bin/$n"
+  [[ $print_path == 1 ]] && { echo "$out"; continue; }
   [[ -x "$out" ]] && { log "$n: cached ($out)"; continue; }
   mkdir -p "$d/bin"
   if [[ ! -f "$d/go.mod" ]]; then

@@ -2,16 +2,18 @@
 # Builds, with no container registry, the images the chart runs: a Debian
 # base from mmdebstrap (docker import), then Python, the app (app/Dockerfile),
 # PostgreSQL, Redis, Kafka and Prometheus on top of it, each with the same
-# interface as the upstream image the chart uses by default.
+# interface as the upstream image the chart uses by default; and
+# prometheus-adapter (ci/monitoring/) on an empty base.
 # See ci/images/README.md. Only package registries are used: Debian's archive
 # (the machine's own apt sources, read at run time), PyPI (host-side
-# `pip download`), Maven Central (Kafka's jars, via ci/install-services.sh).
+# `pip download`), Maven Central (Kafka's jars, via ci/install-services.sh),
+# the Go module proxy (prometheus-adapter, via ci/cluster/build-addons.sh).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 PROG="images"
-ALL_IMAGES=(debian python app postgres redis kafka prometheus)
+ALL_IMAGES=(debian python app postgres redis kafka prometheus prometheus-adapter)
 
 usage() {
   cat <<EOF
@@ -27,6 +29,10 @@ appVersion) with the local Docker engine, in this order:
   redis       saga-stack.local/redis:\$REDIS_IMAGE_TAG        (Debian redis-server/-sentinel/-tools)
   kafka       saga-stack.local/kafka:\$KAFKA_VERSION          (Debian Java 17 + Kafka jars from Maven Central)
   prometheus  saga-stack.local/prometheus:\$PROMETHEUS_IMAGE_TAG (Debian prometheus)
+  prometheus-adapter
+              saga-stack.local/prometheus-adapter:\$PROMETHEUS_ADAPTER_VERSION
+              (FROM scratch; the binary from ci/cluster/build-addons.sh, built
+              there from the Go module proxy when missing: a few minutes once)
 An image whose tag already exists is skipped (unless --force); a missing
 image that another one is built FROM is built first.
 
@@ -97,7 +103,7 @@ done
 source "$REPO_ROOT/ci/versions.sh"
 for v in DEBIAN_SUITE DEBIAN_NEXT_SUITE PYTHON_IMAGE_TAG POSTGRES_MAJOR POSTGRES_IMAGE_TAG \
   POSTGRES_SUITE REDIS_IMAGE_TAG REDIS_SUITE KAFKA_VERSION KAFKA_JAVA_MAJOR PROMETHEUS_IMAGE_TAG \
-  PROMETHEUS_SUITE; do
+  PROMETHEUS_SUITE PROMETHEUS_ADAPTER_VERSION; do
   [[ -n "${!v:-}" ]] || die "$v is not set in ci/versions.sh"
 done
 APP_VERSION="$(sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"]*\)"\{0,1\}[[:space:]]*$/\1/p' \
@@ -114,11 +120,12 @@ declare -A REF=(
   [redis]="$REG/redis:$REDIS_IMAGE_TAG"
   [kafka]="$REG/kafka:$KAFKA_VERSION"
   [prometheus]="$REG/prometheus:$PROMETHEUS_IMAGE_TAG"
+  [prometheus-adapter]="$REG/prometheus-adapter:$PROMETHEUS_ADAPTER_VERSION"
 )
 suite_ref() { echo "$REG/debian:$1"; }
 
 if [[ $LIST -eq 1 ]]; then
-  for k in debian debian-next python app postgres redis kafka prometheus; do echo "${REF[$k]}"; done
+  for k in debian debian-next python app postgres redis kafka prometheus prometheus-adapter; do echo "${REF[$k]}"; done
   exit 0
 fi
 
@@ -288,7 +295,7 @@ need() { # need NAME: make sure the image NAME exists (builds it when missing)
   local name="$1"
   if ! image_exists "${REF[$name]}"; then
     log "$name: ${REF[$name]} is missing and needed as a base; building it first"
-    "build_$name"
+    "build_${name//-/_}"
   fi
 }
 
@@ -492,6 +499,25 @@ build_prometheus() {
     --build-arg "BASE_IMAGE=$(suite_ref "$PROMETHEUS_SUITE")"
 }
 
+# The adapter binary comes from ci/cluster/build-addons.sh (Go module proxy, niced,
+# cached under <cache>/addons/); the image is just that binary on an empty base.
+build_prometheus_adapter() {
+  local bin
+  bin="$(SAGA_STACK_CACHE="$CACHE_ROOT" "$REPO_ROOT/ci/cluster/build-addons.sh" --path prometheus-adapter)"
+  if [[ ! -x "$bin" ]]; then
+    log "prometheus-adapter: building the binary from the Go module proxy (ci/cluster/build-addons.sh; minutes, once)"
+    SAGA_STACK_CACHE="$CACHE_ROOT" "$REPO_ROOT/ci/cluster/build-addons.sh" prometheus-adapter >>"$LOG_DIR/prometheus-adapter-go.log" 2>&1 ||
+      { tail -n 30 "$LOG_DIR/prometheus-adapter-go.log" >&2; die "prometheus-adapter: go build failed (log: $LOG_DIR/prometheus-adapter-go.log)"; }
+  fi
+  local ctx="$WORK/prometheus-adapter-context"
+  rm -rf "$ctx"
+  mkdir -p "$ctx"
+  cp "$SCRIPT_DIR/prometheus-adapter/Dockerfile" "$ctx/"
+  cp "$bin" "$ctx/adapter"
+  docker_build prometheus-adapter "${REF[prometheus-adapter]}" "$ctx" \
+    --build-arg "VERSION=$PROMETHEUS_ADAPTER_VERSION"
+}
+
 save_image() { # save_image NAME
   local ref="$1" file id
   image_exists "$ref" || die "save: $ref does not exist; build it first"
@@ -522,7 +548,7 @@ if [[ $SAVE_ONLY -eq 0 ]]; then
       log "$name: ${REF[$name]} is up to date, skipped (--force rebuilds)"
       continue
     fi
-    "build_$name"
+    "build_${name//-/_}"
   done
 fi
 

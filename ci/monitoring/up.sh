@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The offline cluster's monitoring stack: Prometheus scraping the chart's app pods and
+# prometheus-adapter serving external.metrics.k8s.io, so the chart's HPA can scale on
+# the Kafka consumer backlog. Idempotent; a second run takes seconds.
+set -euo pipefail
+# shellcheck source=ci/cluster/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib.sh"
+PROG=monitoring
+# shellcheck source=ci/log.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../log.sh"
+
+MON_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "${MON_DIR}/../.." && pwd)"
+NS=saga-monitoring
+APISERVICE=v1beta1.external.metrics.k8s.io
+PROM_REF="saga-stack.local/prometheus:${PROMETHEUS_IMAGE_TAG}"
+ADAPTER_REF="saga-stack.local/prometheus-adapter:${PROMETHEUS_ADAPTER_VERSION}"
+
+usage() {
+  cat <<USAGE
+Usage: ci/monitoring/up.sh [--kubeconfig FILE] [--no-images] [--timeout SECONDS]
+
+Brings up, in namespace ${NS} of the offline cluster (ci/cluster/):
+  Prometheus          ${PROM_REF}
+                      scrapes every release's app pods (port http, /metrics, every 5s)
+  prometheus-adapter  ${ADAPTER_REF}
+                      external.metrics.k8s.io: saga_consumer_backlog_messages per namespace
+Steps, each skipped when already done:
+  1. images: ci/images/build.sh --only prometheus,prometheus-adapter --save (the
+     adapter binary comes from the Go module proxy via ci/cluster/build-addons.sh,
+     a few minutes the first time), then imported into the worker nodes
+  2. kubectl apply -f ci/monitoring/manifests/ (a changed ConfigMap rolls its pods)
+  3. waits for Prometheus and the adapter to be Ready and for the APIService
+     ${APISERVICE} to be Available
+
+  --kubeconfig FILE   default: \$KUBECONFIG, else ${CLUSTER_STATE}/kubeconfig
+  --no-images         skip step 1 (the images are already in the nodes)
+  --timeout SECONDS   for each wait (default 300)
+
+Check it: ci/monitoring/smoke.sh. Remove it: kubectl delete -f ci/monitoring/manifests/
+USAGE
+}
+
+kubeconfig="${KUBECONFIG:-${CLUSTER_STATE}/kubeconfig}"
+images=1 timeout=300
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --kubeconfig) kubeconfig="${2:?--kubeconfig needs a file}"; shift ;;
+    --no-images) images=0 ;;
+    --timeout) timeout="${2:?--timeout needs seconds}"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+  shift
+done
+[[ -s "$kubeconfig" ]] || die "no kubeconfig at $kubeconfig (is the cluster up? ci/cluster/up.sh)"
+kubectl_bin="${SAGA_STACK_CACHE}/k8s-build/${K8S_VERSION}/bin/kubectl"
+[[ -x "$kubectl_bin" ]] || kubectl_bin="$(command -v kubectl || true)"
+[[ -n "$kubectl_bin" ]] || die "no kubectl (ci/cluster/build-k8s.sh kubectl, or one on PATH)"
+K=("$kubectl_bin" --kubeconfig "$kubeconfig")
+t0=$SECONDS
+
+# The manifests name the images by tag; ci/versions.sh is where the tags live.
+for ref in "$PROM_REF" "$ADAPTER_REF"; do
+  grep -qF "image: ${ref}" "${MON_DIR}"/manifests/*.yaml ||
+    die "ci/monitoring/manifests/ do not use ${ref} (ci/versions.sh): update the image tags there"
+done
+
+if [[ $images == 1 ]]; then
+  need docker; docker_env
+  log "images: ${PROM_REF}, ${ADAPTER_REF}"
+  "${REPO_ROOT}/ci/images/build.sh" --only prometheus,prometheus-adapter --save ||
+    die "building the monitoring images failed (see above)"
+  tars=()
+  for ref in "$PROM_REF" "$ADAPTER_REF"; do
+    tars+=("${SAGA_STACK_CACHE}/images/$(tr ':' '-' <<<"${ref##*/}").tar")
+  done
+  # only the workers: the control-plane node is tainted, nothing of ours runs there
+  mapfile -t workers < <("${CLUSTER_DIR}/node.sh" list | awk -F'\t' '$3 == "worker" {print $1}')
+  [[ ${#workers[@]} -gt 0 ]] || die "no worker nodes (ci/cluster/node.sh list): is the offline cluster up?"
+  for node in "${workers[@]}"; do
+    "${CLUSTER_DIR}/load-images.sh" --refresh "$node" "${tars[@]}" ||
+      die "loading the monitoring images into $node failed"
+  done
+fi
+
+# Each Deployment's pod template carries the sha256 of its ConfigMap (the document of
+# the same file), so `apply` rolls the pods exactly when their configuration changed.
+render() { # render FILE
+  local sha
+  sha="$(awk 'BEGIN { RS = "\n---\n" } /(^|\n)kind: ConfigMap(\n|$)/' "$1" | sha256sum | cut -c1-16)"
+  sed "s|saga-stack.io/config-sha256: \"\"|saga-stack.io/config-sha256: \"${sha}\"|" "$1"
+}
+deployments() { # deployments FILE: names of the Deployments in FILE
+  awk 'BEGIN { RS = "\n---\n" } /(^|\n)kind: Deployment(\n|$)/ {
+         n = split($0, l, "\n"); for (i = 1; i <= n; i++) if (l[i] ~ /^  name: /) { sub(/^  name: /, "", l[i]); print l[i]; break } }' "$1"
+}
+# One file at a time, each Deployment Ready before the next file: the adapter starts
+# when Prometheus already answers (see the headless Service in 10-prometheus.yaml).
+log "kubectl apply -f ci/monitoring/manifests/ (namespace ${NS}; waits up to ${timeout}s per Deployment)"
+for f in "${MON_DIR}"/manifests/*.yaml; do
+  out="$(render "$f" | "${K[@]}" apply -f - 2>&1)" ||
+    { printf '%s\n' "$out" >&2; die "kubectl apply of ${f#"${REPO_ROOT}"/} failed"; }
+  grep -v ' unchanged$' <<<"$out" | sed 's/^/  /' >&2 || true  # only what changed
+  for d in $(deployments "$f"); do
+    "${K[@]}" -n "$NS" rollout status "deploy/$d" --timeout="${timeout}s" >/dev/null ||
+      { "${K[@]}" -n "$NS" get pods -o wide >&2; die "deploy/$d in ${NS} is not Ready"; }
+    log "  deploy/$d Ready"
+  done
+done
+"${K[@]}" wait --for=condition=Available "apiservice/${APISERVICE}" --timeout="${timeout}s" >/dev/null ||
+  { "${K[@]}" get apiservice "${APISERVICE}" -o yaml >&2; die "APIService ${APISERVICE} is not Available"; }
+"${K[@]}" get --raw "/apis/external.metrics.k8s.io/v1beta1" >/dev/null ||
+  die "the external metrics API does not answer"
+log "ready in $((SECONDS - t0))s: Prometheus (svc/prometheus.${NS}:9090) and ${APISERVICE} Available"
+log "  value: kubectl get --raw /apis/external.metrics.k8s.io/v1beta1/namespaces/<ns>/saga_consumer_backlog_messages"

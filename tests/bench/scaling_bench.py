@@ -1,0 +1,317 @@
+"""Scaling benchmark (a command, not a test): how fast the backlog HPA reacts to a load step,
+and what 1, 2 and 3 app pods deliver on this machine.
+
+    python -m tests.bench.scaling_bench [--rate 40] [--duration 60] [--out bench-results]
+
+Needs the cluster with Prometheus and prometheus-adapter (`make up`, or it runs
+`ci/up.sh --no-install`). Installs a release of its own (namespace saga-bench-*, removed
+at the end) with the e2e tier's backlog-only HPA: 1 to 3 pods, each saga step waiting
+100 ms as a slow downstream call would.
+
+1. Load step: the chart's load-generator Job sends --rate orders/s for --duration s.
+   Sampled every 2 s: replicas wanted and Ready, backlog (external metrics API), p99
+   end-to-end saga latency and completions/s (Prometheus), the offered load (the Job's
+   per-second lines). Figure: seconds from the first order sent to the first extra pod
+   Ready (target 30 s).
+2. Throughput: HPA off, 1, 2 then 3 pods, each offered --saturate orders/s for
+   --window s; completions/s over the window (Prometheus), as a ratio to 1 pod.
+
+Writes bench-results/scaling-bench.json and scaling-bench.png, and prints the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.cluster import (
+    APP_SELECTOR,
+    APP_SERVICE,
+    CHART,
+    RELEASE,
+    REPO,
+    CommandFailed,
+    helm,
+    install_values,
+    kubectl,
+    kubectl_json,
+    wait_for,
+)
+from tests.e2e.scaling import external_backlog, prometheus, scaling_values
+
+SAMPLE_EVERY = 2.0
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def scalar(query: str, at: float | None = None) -> float:
+    result = prometheus(query, at=at)
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def ensure_cluster() -> None:
+    try:
+        kubectl("get", "--raw", "/readyz", timeout=20)
+    except (CommandFailed, OSError):
+        say("no cluster answers: ci/up.sh --no-install")
+        subprocess.run([str(REPO / "ci" / "up.sh"), "--no-install"], check=True)
+
+
+def load_jobs(namespace: str) -> list[dict[str, Any]]:
+    jobs = kubectl_json("get", "jobs", "-n", namespace)["items"]
+    return [j for j in jobs if "-load-" in j["metadata"]["name"]]
+
+
+def finished(job: dict[str, Any]) -> bool:
+    return any(
+        c["type"] in ("Complete", "Failed") and c["status"] == "True"
+        for c in job["status"].get("conditions", [])
+    )
+
+
+def start_load(namespace: str, run_id: str, rate: float, duration: float, *extra: str) -> str:
+    """Starts a load-generator Job through `helm upgrade`; returns its name."""
+    before = {j["metadata"]["name"] for j in load_jobs(namespace)}
+    helm(
+        "upgrade", RELEASE, str(CHART), "-n", namespace, "--reuse-values", *extra,
+        "--set", "loadGenerator.enabled=true",
+        "--set", f"loadGenerator.runId={run_id}",
+        "--set", f"loadGenerator.rate={rate}",
+        "--set", f"loadGenerator.duration={duration}",
+        "--set", "loadGenerator.waitSeconds=300",
+        "--set", "loadGenerator.extraEnv[0].name=LOADGEN_POLL_SAMPLE",
+        "--set-string", "loadGenerator.extraEnv[0].value=200",
+    )  # fmt: skip
+    return str(
+        wait_for(
+            "the load Job",
+            lambda: next(
+                (j["metadata"]["name"] for j in load_jobs(namespace) if j["metadata"]["name"]
+                 not in before),
+                None,
+            ),
+            timeout=120,
+        )
+    )  # fmt: skip
+
+
+def job_lines(namespace: str, job: str) -> list[dict[str, Any]]:
+    out = kubectl("logs", "-n", namespace, f"job/{job}", check=False)
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def started_at(namespace: str, job: str) -> float:
+    """Wall-clock time of the Job's first order (the `start` line, else the pod's start)."""
+    for line in job_lines(namespace, job):
+        if line.get("type") == "summary" and line.get("started_at"):
+            return datetime.fromisoformat(line["started_at"]).timestamp()
+    pods = kubectl_json("get", "pods", "-n", namespace, "-l", f"job-name={job}")["items"]
+    return datetime.fromisoformat(pods[0]["status"]["startTime"]).timestamp()
+
+
+def ready_since(pod: dict[str, Any]) -> float | None:
+    for c in pod["status"].get("conditions", []):
+        if c["type"] == "Ready" and c["status"] == "True":
+            return datetime.fromisoformat(c["lastTransitionTime"]).timestamp()
+    return None
+
+
+def load_step(namespace: str, rate: float, duration: float) -> dict[str, Any]:
+    initial = {p["metadata"]["name"] for p in app_pods(namespace)}
+    job = start_load(namespace, "step", rate, duration)
+    say(f"load step: {rate}/s for {duration}s ({job}); sampling every {SAMPLE_EVERY}s")
+    samples: list[dict[str, Any]] = []
+    first_extra_ready: float | None = None
+    back_to_one_since: float | None = None
+    t0 = time.time()
+    while time.time() - t0 < duration + 600:
+        now = time.time()
+        pods = app_pods(namespace)
+        ready = [p for p in pods if ready_since(p) is not None]
+        for pod in ready:
+            since = ready_since(pod)
+            if pod["metadata"]["name"] not in initial and since is not None:
+                first_extra_ready = min(first_extra_ready or since, since)
+        hpa = kubectl_json("get", "hpa", "-n", namespace, APP_SERVICE)["status"]
+        selector = f'namespace="{namespace}"'
+        samples.append(
+            {
+                "t": now,
+                "desired": hpa.get("desiredReplicas"),
+                "ready": len(ready),
+                "backlog": external_backlog(namespace),
+                "p99_s": scalar(
+                    "histogram_quantile(0.99, sum by (le) (rate("
+                    f"saga_end_to_end_duration_seconds_bucket{{{selector}}}[30s])))"
+                ),
+                "completed_per_s": scalar(f"sum(rate(saga_completed_total{{{selector}}}[30s]))"),
+            }
+        )
+        jobs = [j for j in load_jobs(namespace) if j["metadata"]["name"] == job]
+        done = bool(jobs) and finished(jobs[0])
+        if done and len(ready) == 1 and samples[-1]["desired"] == 1:
+            back_to_one_since = back_to_one_since or now
+            break
+        time.sleep(max(0.0, SAMPLE_EVERY - (time.time() - now)))
+    start = started_at(namespace, job)
+    offered = [
+        {"t": start + line["t"], "offered": line.get("offered"), "sent": line.get("sent")}
+        for line in job_lines(namespace, job)
+        if line.get("type") == "progress"
+    ]
+    summary = next((x for x in job_lines(namespace, job) if x.get("type") == "summary"), {})
+    return {
+        "rate": rate,
+        "duration_s": duration,
+        "load_started_at": start,
+        "first_extra_pod_ready_s": None
+        if first_extra_ready is None
+        else round(first_extra_ready - start, 1),
+        "back_to_one_pod_after_load_s": None
+        if back_to_one_since is None
+        else round(back_to_one_since - (start + duration), 1),
+        "max_replicas_ready": max(s["ready"] for s in samples),
+        "max_backlog": max(s["backlog"] for s in samples),
+        "samples": [{**s, "t": round(s["t"] - start, 1)} for s in samples],
+        "offered": [{**o, "t": round(o["t"] - start, 1)} for o in offered],
+        "loadgen_summary": {k: summary.get(k) for k in ("ok", "accepted", "errors", "sagas")},
+    }
+
+
+def app_pods(namespace: str) -> list[dict[str, Any]]:
+    pods = kubectl_json("get", "pods", "-n", namespace, "-l", APP_SELECTOR)["items"]
+    return [p for p in pods if p["metadata"].get("deletionTimestamp") is None]
+
+
+def drained(namespace: str) -> bool:
+    return (
+        external_backlog(namespace) == 0
+        and scalar(f'sum(saga_in_flight{{namespace="{namespace}"}})') == 0
+    )
+
+
+def throughput(namespace: str, replicas: int, rate: float, window: float) -> dict[str, Any]:
+    job = start_load(
+        namespace, f"fixed{replicas}", rate, window,
+        "--set", "autoscaling.enabled=false", "--set", f"replicas={replicas}", "--wait",
+    )  # fmt: skip
+    wait_for(f"{replicas} app pods Ready", lambda: len(app_pods(namespace)) == replicas)
+    wait_for("the load to end", lambda: finished(load_jobs_named(namespace, job)), timeout=900)
+    start = started_at(namespace, job)
+    # skip the first 10 s (the backlog building up), end at the last order sent
+    begin, end = start + 10, start + window
+    selector = f'namespace="{namespace}"'
+    completed = scalar(f"sum(saga_completed_total{{{selector}}})", at=end) - scalar(
+        f"sum(saga_completed_total{{{selector}}})", at=begin
+    )
+    cpu = scalar(
+        f'sum(rate(process_cpu_seconds_total{{namespace="{namespace}"}}[{window - 10}s]))',
+        at=end,
+    )
+    wait_for("the backlog to drain", lambda: drained(namespace), timeout=900, every=5)
+    per_s = completed / (end - begin)
+    say(f"{replicas} pod(s): {per_s:.1f} sagas/s completed, app CPU {cpu:.2f} cores")
+    return {"replicas": replicas, "sagas_per_s": round(per_s, 2), "app_cpu_cores": round(cpu, 2)}
+
+
+def load_jobs_named(namespace: str, name: str) -> dict[str, Any]:
+    return next(j for j in load_jobs(namespace) if j["metadata"]["name"] == name)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    step = report["load_step"]
+    fig, axes = plt.subplots(4, 1, figsize=(9, 11), sharex=True)
+    t = [s["t"] for s in step["samples"]]
+    axes[0].plot([o["t"] for o in step["offered"]], [o["sent"] for o in step["offered"]])
+    axes[0].set_ylabel("orders sent /s")
+    axes[1].step(t, [s["desired"] for s in step["samples"]], where="post", label="wanted")
+    axes[1].step(t, [s["ready"] for s in step["samples"]], where="post", label="Ready")
+    axes[1].set_ylabel("app pods")
+    axes[1].legend()
+    axes[2].plot(t, [s["backlog"] for s in step["samples"]])
+    axes[2].set_ylabel("backlog (messages)")
+    axes[3].plot(t, [s["p99_s"] for s in step["samples"]])
+    axes[3].set_ylabel("p99 saga latency (s)")
+    axes[3].set_xlabel("seconds since the load step")
+    reaction = step["first_extra_pod_ready_s"]
+    if reaction is not None:
+        for ax in axes:
+            ax.axvline(reaction, color="grey", linestyle=":")
+    fig.suptitle(
+        f"Load step {step['rate']}/s for {step['duration_s']}s: first extra pod Ready "
+        f"after {reaction}s"
+    )
+    fig.tight_layout()
+    fig.savefig(path.with_name(path.stem + "-timeline.png"))
+    levels = report["throughput"]
+    if levels:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.bar([str(x["replicas"]) for x in levels], [x["sagas_per_s"] for x in levels])
+        for x in levels:
+            ax.annotate(f"x{x['ratio_to_1']}", (str(x["replicas"]), x["sagas_per_s"]))
+        ax.set_xlabel("app pods")
+        ax.set_ylabel("sagas completed /s")
+        fig.tight_layout()
+        fig.savefig(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=40, help="orders/s of the load step")
+    parser.add_argument("--duration", type=float, default=60, help="seconds of the load step")
+    parser.add_argument("--saturate", type=float, default=70, help="orders/s offered per level")
+    parser.add_argument("--window", type=int, default=40, help="seconds of load per level")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--out", type=Path, default=REPO / "bench-results")
+    args = parser.parse_args(argv)
+
+    ensure_cluster()
+    namespace = f"saga-bench-{secrets.token_hex(3)}"
+    kubectl("create", "namespace", namespace)
+    try:
+        say(f"installing the release in {namespace}")
+        helm(
+            "install", RELEASE, str(CHART), "-n", namespace, *install_values(), *scaling_values(),
+            "--wait", "--wait-for-jobs", "--timeout", "15m",
+        )  # fmt: skip
+        wait_for("the adapter to serve the backlog", lambda: [external_backlog(namespace)])
+        report: dict[str, Any] = {"load_step": load_step(namespace, args.rate, args.duration)}
+        levels = []
+        if not args.skip_throughput:
+            for replicas in (1, 2, 3):
+                levels.append(throughput(namespace, replicas, args.saturate, args.window))
+            for level in levels:
+                level["ratio_to_1"] = round(level["sagas_per_s"] / levels[0]["sagas_per_s"], 2)
+        report["throughput"] = levels
+        report["host"] = {"cpus": len(os.sched_getaffinity(0))}
+    finally:
+        say(f"removing {namespace}")
+        helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "5m", check=False)
+        kubectl("delete", "namespace", namespace, "--timeout=5m", check=False, timeout=320)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scaling-bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.out / "scaling-bench.png")
+    brief = {k: v for k, v in report["load_step"].items() if k not in ("samples", "offered")}
+    print(json.dumps({"load_step": brief, "throughput": report["throughput"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

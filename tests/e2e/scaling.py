@@ -1,0 +1,71 @@
+"""Autoscaling helpers shared by the e2e scaling test and the scaling benchmark: the
+settings of a backlog-only HPA, and reads of Prometheus and the external metrics API
+through the API server (no port-forward)."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import Any
+
+from tests.e2e.cluster import APP_SELECTOR, APP_SERVICE, kubectl, ready_pods
+
+MONITORING = "saga-monitoring"
+PROMETHEUS = f"/api/v1/namespaces/{MONITORING}/services/prometheus:web/proxy"
+EXTERNAL_API = "external.metrics.k8s.io/v1beta1"
+BACKLOG = "saga_consumer_backlog_messages"
+TARGET_PER_POD = 40
+
+# Scale in after 30 s of a low backlog instead of the profile's 2 minutes, to keep the
+# test short; scale out as the chart does by default.
+BEHAVIOR = {
+    "scaleUp": {
+        "stabilizationWindowSeconds": 0,
+        "policies": [{"type": "Pods", "value": 2, "periodSeconds": 15}],
+    },
+    "scaleDown": {
+        "stabilizationWindowSeconds": 30,
+        "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
+    },
+}
+
+
+def scaling_values(max_replicas: int = 3) -> list[str]:
+    """The settings of a backlog-only HPA, shared with the scaling benchmark."""
+    return [
+        "--set", "replicas=1",
+        "--set", f"autoscaling.maxReplicas={max_replicas}",
+        "--set", "autoscaling.targetCPUUtilizationPercentage=0",
+        "--set", "autoscaling.targetMemoryUtilizationPercentage=0",
+        "--set", "autoscaling.backlog.enabled=true",
+        "--set", f"autoscaling.backlog.targetPerPod={TARGET_PER_POD}",
+        "--set-json", f"autoscaling.behavior={json.dumps(BEHAVIOR)}",
+        "--set-json", 'extraEnv=[{"name": "SAGA_STEP_DELAY_MS", "value": "100"}]',
+    ]  # fmt: skip
+
+
+def prometheus(query: str, at: float | None = None) -> list[dict[str, Any]]:
+    """An instant query (at `at`, wall-clock seconds, or now) through the API server proxy."""
+    params = {"query": query, **({"time": f"{at:.3f}"} if at is not None else {})}
+    path = f"{PROMETHEUS}/api/v1/query?{urllib.parse.urlencode(params)}"
+    answer = json.loads(kubectl("get", "--raw", path))
+    assert answer["status"] == "success", answer
+    result: list[dict[str, Any]] = answer["data"]["result"]
+    return result
+
+
+def quantity(text: str) -> float:
+    """A Kubernetes quantity as the metrics APIs print it (plain, or milli-units)."""
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def external_backlog(namespace: str) -> float:
+    selector = urllib.parse.quote(f"service={APP_SERVICE}")
+    path = f"/apis/{EXTERNAL_API}/namespaces/{namespace}/{BACKLOG}?labelSelector={selector}"
+    items = json.loads(kubectl("get", "--raw", path))["items"]
+    assert items, f"the adapter serves no {BACKLOG} series for {namespace}"
+    return sum(quantity(i["value"]) for i in items)
+
+
+def app_pods_ready(namespace: str) -> int:
+    return len(ready_pods(namespace, APP_SELECTOR))

@@ -1,0 +1,148 @@
+"""Autoscaling on the saga backlog, on a release of its own: Prometheus scrapes the app,
+prometheus-adapter serves the backlog as an external metric, and under a load step from
+the chart's load-generator Job the HPA adds pods, then removes them once the load stops.
+
+The release's HPA has the backlog as its only metric (CPU and memory off), so any
+scaling seen here is the backlog's doing. Each saga step waits 100 ms
+(SAGA_STEP_DELAY_MS, as a slow downstream call would), so one pod's capacity is set by
+its consumer concurrency rather than by how busy the machine's two cores are.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.cluster import (
+    APP_SELECTOR,
+    APP_SERVICE,
+    CHART,
+    RELEASE,
+    helm,
+    install_values,
+    kubectl,
+    kubectl_json,
+    ready_pods,
+    wait_for,
+)
+from tests.e2e.scaling import (
+    EXTERNAL_API,
+    app_pods_ready,
+    external_backlog,
+    prometheus,
+    quantity,
+    scaling_values,
+)
+
+
+@pytest.fixture(scope="module")
+def monitoring(cluster: list[str]) -> None:
+    """Prometheus and the adapter, which `make up` / `ci/up.sh` install beside the releases."""
+    service = kubectl_json("get", "apiservice", f"v1beta1.{EXTERNAL_API.split('/')[0]}")
+    available = [c for c in service["status"].get("conditions", []) if c["type"] == "Available"]
+    assert available and available[0]["status"] == "True", (
+        f"the external metrics API is not available ({available}): ci/up.sh installs "
+        "Prometheus and prometheus-adapter (ci/monitoring/up.sh does it alone)"
+    )
+
+
+@pytest.fixture(scope="module")
+def scaling_release(monitoring: None) -> Iterator[str]:
+    name = f"saga-scale-{secrets.token_hex(3)}"
+    kubectl("create", "namespace", name)
+    try:
+        helm(
+            "install", RELEASE, str(CHART), "-n", name, *install_values(), *scaling_values(),
+            "--wait", "--wait-for-jobs", "--timeout", "15m",
+        )  # fmt: skip
+        yield name
+    finally:
+        helm("uninstall", RELEASE, "-n", name, "--wait", "--timeout", "5m", check=False)
+        kubectl("delete", "namespace", name, "--timeout=5m", check=False, timeout=320)
+
+
+def test_prometheus_scrapes_every_app_pod(scaling_release: str) -> None:
+    pods = {p["metadata"]["name"] for p in ready_pods(scaling_release, APP_SELECTOR)}
+    query = f'up{{namespace="{scaling_release}", service="{APP_SERVICE}"}}'
+    up = wait_for(
+        "Prometheus to scrape every app pod",
+        lambda: (
+            (series := prometheus(query))
+            and {s["metric"]["pod"] for s in series if s["value"][1] == "1"} == pods
+            and series
+        ),
+        timeout=120,
+    )
+    assert len(up) == len(pods)
+
+
+def test_the_backlog_is_an_external_metric(scaling_release: str) -> None:
+    backlog = wait_for(
+        "the adapter to serve the release's backlog",
+        lambda: [external_backlog(scaling_release)],
+        timeout=120,
+    )
+    assert backlog[0] >= 0
+
+
+def test_hpa_scales_out_on_the_backlog_and_back_in(scaling_release: str) -> None:
+    hpa = kubectl_json("get", "hpa", "-n", scaling_release, APP_SERVICE)
+    assert [m["type"] for m in hpa["spec"]["metrics"]] == ["External"]
+    assert app_pods_ready(scaling_release) == 1
+
+    helm(
+        "upgrade", RELEASE, str(CHART), "-n", scaling_release, "--reuse-values",
+        "--set", "loadGenerator.enabled=true",
+        "--set", "loadGenerator.rate=40",
+        "--set", "loadGenerator.duration=60",
+        "--set", "loadGenerator.waitSeconds=240",
+    )  # fmt: skip
+
+    def scaled_out() -> dict[str, Any] | None:
+        status = kubectl_json("get", "hpa", "-n", scaling_release, APP_SERVICE)["status"]
+        if status.get("desiredReplicas", 1) >= 2 and app_pods_ready(scaling_release) >= 2:
+            return status
+        return None
+
+    status = wait_for("the HPA to add a Ready app pod under load", scaled_out, timeout=300)
+    [current] = [m["external"]["current"] for m in status["currentMetrics"]]
+    assert quantity(current["averageValue"]) > 0
+
+    job = wait_for(
+        "the load generator Job to finish",
+        lambda: next(
+            (
+                j
+                for j in kubectl_json("get", "jobs", "-n", scaling_release)["items"]
+                if "-load-" in j["metadata"]["name"]
+                and any(
+                    c["type"] in ("Complete", "Failed") and c["status"] == "True"
+                    for c in j["status"].get("conditions", [])
+                )
+            ),
+            None,
+        ),
+        timeout=600,
+        every=5,
+    )
+    log = kubectl("logs", "-n", scaling_release, f"job/{job['metadata']['name']}")
+    summary = json.loads(log.strip().splitlines()[-1])
+    assert job["status"].get("succeeded") == 1, summary
+
+    wait_for(
+        "the HPA to go back to one pod once the backlog is gone",
+        lambda: (
+            kubectl_json("get", "hpa", "-n", scaling_release, APP_SERVICE)["status"].get(
+                "desiredReplicas"
+            )
+            == 1
+            and app_pods_ready(scaling_release) == 1
+        ),
+        timeout=420,
+        every=5,
+    )
+    assert external_backlog(scaling_release) == 0
