@@ -5,6 +5,7 @@ through the API server (no port-forward)."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from typing import Any
 
@@ -54,9 +55,18 @@ def prometheus(query: str, at: float | None = None) -> list[dict[str, Any]]:
     return result
 
 
+QUANTITY_SUFFIXES = {
+    "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30,
+}  # fmt: skip
+
+
 def quantity(text: str) -> float:
-    """A Kubernetes quantity as the metrics APIs print it (plain, or milli-units)."""
-    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    """A Kubernetes quantity as the metrics APIs print it: 250m, 40, 2k, 1.5M, 1Gi."""
+    match = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", text)
+    if match is None or match.group(2) not in QUANTITY_SUFFIXES:
+        raise ValueError(f"not a quantity: {text!r}")
+    return float(match.group(1)) * QUANTITY_SUFFIXES[match.group(2)]
 
 
 def external_backlog(namespace: str) -> float:

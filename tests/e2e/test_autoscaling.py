@@ -37,6 +37,8 @@ from tests.e2e.scaling import (
     quantity,
     scaling_values,
 )
+from tests.unit import chart_metrics
+from tests.unit import helm as unit_helm
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +148,23 @@ def test_hpa_scales_out_on_the_backlog_and_back_in(scaling_release: str) -> None
         every=5,
     )
     assert external_backlog(scaling_release) == 0
+
+
+def test_dashboard_and_alert_queries_run_on_the_live_prometheus(scaling_release: str) -> None:
+    """What Grafana would show: every dashboard query, for this release, returns data from
+    the live Prometheus (the app's metrics, `up`, and the kubelets' cAdvisor series), except
+    the kube-state-metrics ones, which nothing collects here; every alert expression
+    evaluates."""
+    objects = unit_helm.render(extra=chart_metrics.MONITORING_API)
+    failures = []
+    for board_name, board in chart_metrics.dashboards(objects).items():
+        for expr in chart_metrics.dashboard_exprs(board):
+            query = expr.replace("$namespace", scaling_release).replace("$job", APP_SERVICE)
+            names = chart_metrics.dashboard_metrics({"panels": [{"targets": [{"expr": expr}]}]})
+            result = prometheus(query)
+            if not {n for n in names if n.startswith("kube_")} and not result:
+                failures.append(f"{board_name}: no data for {query}")
+    for group in chart_metrics.rule_groups(objects):
+        for rule in group["rules"]:
+            prometheus(rule["expr"])  # raises on a query Prometheus refuses
+    assert failures == []

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -33,6 +32,8 @@ from saga_service.orchestrator import RunResult, SagaExecutor, SagaNotFound
 log = logging.getLogger(__name__)
 
 STEP_RETRIES = 3
+# How often the backlog gauge (the autoscaling signal) is measured.
+BACKLOG_INTERVAL_SECONDS = 1.0
 
 
 def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
@@ -69,7 +70,6 @@ class SagaConsumer:
         self._in_flight: dict[TopicPartition, set[int]] = {}
         self._dispatched: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
-        self._backlog_at = 0.0
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Fetch continuously; each record runs as soon as the one before it with the same
@@ -78,6 +78,7 @@ class SagaConsumer:
         self.stopping = stopping
         self.consumer.subscribe([self.topic], listener=_Rebalance(self))
         committer = asyncio.create_task(self._commit_loop(stopping))
+        reporter = asyncio.create_task(self._backlog_loop(stopping))
         try:
             while not stopping.is_set():
                 try:
@@ -89,10 +90,10 @@ class SagaConsumer:
                 for tp, records in batches.items():
                     for record in records:
                         await self._dispatch(tp, record)
-                if time.monotonic() - self._backlog_at > 0.5:
-                    self._backlog_at = time.monotonic()
-                    await self._update_backlog()
         finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
             # Finish what was started (its effects commit in Postgres), then commit offsets.
             if self._chains:
                 await asyncio.wait(list(self._chains.values()), timeout=5.0)
@@ -232,17 +233,29 @@ class SagaConsumer:
             extra={"reason": reason, "partition": record.partition, "offset": record.offset},
         )
 
+    async def _backlog_loop(self, stopping: asyncio.Event) -> None:
+        """Measure the backlog on its own clock: the fetch loop blocks while all slots are
+        busy, which is exactly when the backlog grows and the autoscaler needs to see it."""
+        while not stopping.is_set():
+            await self._update_backlog()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), BACKLOG_INTERVAL_SECONDS)
+
     async def _update_backlog(self) -> None:
-        backlog = 0
+        """Messages on this process's partitions not yet started: from the next one to
+        dispatch (records fetched but waiting for a slot count too) to the partition's end
+        as the broker reports it now."""
         try:
-            for tp in self.consumer.assignment():
-                highwater = self.consumer.highwater(tp)
-                if highwater is None:
-                    continue
+            assigned = list(self.consumer.assignment())
+            ends = await self.consumer.end_offsets(assigned) if assigned else {}
+            backlog = 0
+            for tp in assigned:
                 position = await self.consumer.position(tp)
-                backlog += max(0, highwater - position)
-        except (KafkaError, AssertionError, ValueError):  # partitions moved meanwhile
-            return
+                dispatched = self._dispatched.get(tp)
+                next_up = position if dispatched is None else min(position, dispatched + 1)
+                backlog += max(0, ends.get(tp, next_up) - next_up)
+        except (KafkaError, AssertionError, ValueError):
+            return  # partitions moved meanwhile; the next round measures again
         metrics.CONSUMER_BACKLOG.set(backlog)
 
 
