@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         from saga_service.kafka import create_topics
 
         created = asyncio.run(create_topics(settings))
-        log.info("topics ready", extra={"topics_created": ",".join(created) or "none"})
+        log.info("topics ready", extra={"topics_changed": "; ".join(created) or "none"})
         return 0
     return _run_fast(serve(settings))
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from saga_service.settings import Settings
@@ -56,27 +57,50 @@ def make_consumer(settings: Settings) -> AIOKafkaConsumer:
 
 
 async def create_topics(settings: Settings) -> list[str]:
-    """Create the events and dead-letter topics when missing; return the ones created."""
+    """Create the events and dead-letter topics when missing, and give an existing one the
+    partitions it lacks; return what was done, one line per topic changed.
+
+    An existing topic can have too few partitions when a client touched it before this ran
+    and the broker auto-created it with its default (1): every consumer but one would then
+    sit idle however far the app scales out. Partitions can only be added (keys then map
+    to new partitions for new messages; a saga has one event pending at a time, so its
+    order holds). A replication factor below the setting is reported, not changed: that
+    needs a partition reassignment.
+    """
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
-    created: list[str] = []
+    done: list[str] = []
     try:
-        existing = set(await admin.list_topics())
+        existing = {t["topic"]: t for t in await admin.describe_topics() if not t["error_code"]}
         configs = {"min.insync.replicas": str(settings.kafka_topic_min_insync_replicas)}
+        wanted = settings.kafka_topic_partitions
         for name in (settings.kafka_topic_events, settings.kafka_topic_dead_letter):
-            if name in existing:
+            topic = existing.get(name)
+            if topic is None:
+                new = NewTopic(
+                    name=name,
+                    num_partitions=wanted,
+                    replication_factor=settings.kafka_topic_replication_factor,
+                    topic_configs=configs,
+                )
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics([new])
+                    done.append(f"{name}: created with {wanted} partitions")
                 continue
-            topic = NewTopic(
-                name=name,
-                num_partitions=settings.kafka_topic_partitions,
-                replication_factor=settings.kafka_topic_replication_factor,
-                topic_configs=configs,
-            )
-            try:
-                await admin.create_topics([topic])
-                created.append(name)
-            except TopicAlreadyExistsError:
-                pass
+            partitions = topic["partitions"]
+            if len(partitions) < wanted:
+                await admin.create_partitions({name: NewPartitions(total_count=wanted)})
+                done.append(f"{name}: partitions {len(partitions)} -> {wanted}")
+            replicas = min((len(p["replicas"]) for p in partitions), default=0)
+            if replicas < settings.kafka_topic_replication_factor:
+                log.warning(
+                    "topic has fewer replicas than configured; reassign its partitions",
+                    extra={
+                        "topic": name,
+                        "replicas": replicas,
+                        "wanted": settings.kafka_topic_replication_factor,
+                    },
+                )
     finally:
         await admin.close()
-    return created
+    return done
