@@ -327,8 +327,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         return StockOut(sku=level.sku, available=level.available, reserved=level.reserved)
 
     @app.get("/healthz/live", include_in_schema=False)
-    async def live() -> dict[str, str]:
-        return {"status": "ok"}
+    async def live() -> JSONResponse:
+        if runtime.dead_tasks:
+            return JSONResponse(
+                status_code=500, content={"status": "dead", "tasks": runtime.dead_tasks}
+            )
+        return JSONResponse(content={"status": "ok"})
 
     @app.get("/healthz/ready", include_in_schema=False)
     async def ready() -> JSONResponse:

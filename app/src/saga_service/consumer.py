@@ -237,7 +237,12 @@ class SagaConsumer:
         """Measure the backlog on its own clock: the fetch loop blocks while all slots are
         busy, which is exactly when the backlog grows and the autoscaler needs to see it."""
         while not stopping.is_set():
-            await self._update_backlog()
+            try:
+                # a round that stalls (a broker away) or fails is skipped, never the loop:
+                # a metric must not stop, nor take the consumer with it
+                await asyncio.wait_for(self._update_backlog(), timeout=5 * BACKLOG_INTERVAL_SECONDS)
+            except Exception as exc:
+                log.warning("backlog not measured this round", extra={"error": repr(exc)})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), BACKLOG_INTERVAL_SECONDS)
 
@@ -250,9 +255,14 @@ class SagaConsumer:
             ends = await self.consumer.end_offsets(assigned) if assigned else {}
             backlog = 0
             for tp in assigned:
-                position = await self.consumer.position(tp)
                 dispatched = self._dispatched.get(tp)
-                next_up = position if dispatched is None else min(position, dispatched + 1)
+                if dispatched is not None:
+                    next_up = dispatched + 1
+                else:  # nothing started here since the assignment: it resumes where committed
+                    committed = await self.consumer.committed(tp)
+                    if committed is None:
+                        committed = (await self.consumer.beginning_offsets([tp]))[tp]
+                    next_up = committed
                 backlog += max(0, ends.get(tp, next_up) - next_up)
         except (KafkaError, AssertionError, ValueError):
             return  # partitions moved meanwhile; the next round measures again

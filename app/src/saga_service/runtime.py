@@ -49,6 +49,7 @@ class Runtime:
             acquire_timeout_ms=settings.lock_acquire_timeout_ms,
         )
         self._tasks: list[asyncio.Task[Any]] = []
+        self.dead_tasks: list[str] = []
         self._executor: SagaExecutor | None = None
 
     @property
@@ -86,6 +87,9 @@ class Runtime:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
+            # A process whose relay or consumer is gone still answers HTTP but moves no
+            # saga: report it dead (/healthz/live) so that the kubelet restarts it.
+            self.dead_tasks.append(task.get_name())
             log.error(
                 "background task died",
                 extra={"task": task.get_name(), "error": repr(task.exception())},
