@@ -104,6 +104,12 @@ class SagaConsumer:
 
     async def _dispatch(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         await self.limit.acquire()  # back-pressure: at most `concurrency` records in flight
+        if tp not in self.consumer.assignment():
+            # Revoked while this batch waited for a slot: the partition's new owner starts
+            # from the committed offset, so running it here would only duplicate work (and
+            # leave a stale position behind if the partition came back later).
+            self.limit.release()
+            return
         self._in_flight.setdefault(tp, set()).add(record.offset)
         self._dispatched[tp] = max(self._dispatched.get(tp, -1), record.offset)
         chain_key = (tp, record.key)
