@@ -222,7 +222,10 @@ def throughput(namespace: str, replicas: int, rate: float, window: float) -> dic
         f'sum(saga_completed_total{{namespace="{namespace}"}})', start - 5, end, step=1
     )
     base = counts[0][1]
-    moving = [t for (t, v), (_, before) in itertools.pairwise(counts) if v > before]
+    moving = [t for (_, before), (t, v) in itertools.pairwise(counts) if v > before]
+    if not moving:
+        summary = job_lines(namespace, job)[-1:]
+        raise RuntimeError(f"no saga completed during the {replicas}-pod run; load: {summary}")
     first, last = moving[0] - 1, moving[-1]
     completed = counts[-1][1] - base
     per_s = completed / (last - first)
@@ -265,7 +268,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    step = report["load_step"]
+    step = report.get("load_step")
+    if step is None:
+        return plot_throughput(report, path)
     fig, axes = plt.subplots(4, 1, figsize=(9, 11), sharex=True)
     t = [s["t"] for s in step["samples"]]
     axes[0].plot([o["t"] for o in step["offered"]], [o["sent"] for o in step["offered"]])
@@ -289,6 +294,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
     )
     fig.tight_layout()
     fig.savefig(path.with_name(path.stem + "-timeline.png"))
+    plot_throughput(report, path)
+
+
+def plot_throughput(report: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     levels = report["throughput"]
     if levels:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -310,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--saturate", type=float, default=70, help="orders/s offered per level")
     parser.add_argument("--window", type=int, default=40, help="seconds of load per level")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-load-step", action="store_true")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results")
     args = parser.parse_args(argv)
 
@@ -324,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         wait_for("the adapter to serve the backlog", lambda: [external_backlog(namespace)])
         report: dict[str, Any] = {"host": {"cpus": len(os.sched_getaffinity(0))}}
-        report["load_step"] = load_step(namespace, args.rate, args.duration)
+        if not args.skip_load_step:
+            report["load_step"] = load_step(namespace, args.rate, args.duration)
         report["throughput"] = []
         save(report, args.out)  # the load step is kept even if a level fails
         if not args.skip_throughput:
@@ -342,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "5m", check=False)
         kubectl("delete", "namespace", namespace, "--timeout=5m", check=False, timeout=320)
     plot(report, args.out / "scaling-bench.png")
-    brief = {k: v for k, v in report["load_step"].items() if k not in ("samples", "offered")}
+    brief = {
+        k: v for k, v in report.get("load_step", {}).items() if k not in ("samples", "offered")
+    }
     print(json.dumps({"load_step": brief, "throughput": report["throughput"]}, indent=2))
     return 0
 
