@@ -31,7 +31,6 @@ import secrets
 import subprocess
 import sys
 import time
-import urllib.parse
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,14 @@ from tests.e2e.cluster import (
     kubectl_json,
     wait_for,
 )
-from tests.e2e.scaling import PROMETHEUS, external_backlog, prometheus, scaling_values
+from tests.e2e.scaling import (
+    external_backlog,
+    finished,
+    load_jobs,
+    prometheus,
+    prometheus_range,
+    scaling_values,
+)
 
 SAMPLE_EVERY = 2.0
 
@@ -69,18 +75,6 @@ def ensure_cluster() -> None:
     except (CommandFailed, OSError):
         say("no cluster answers: ci/up.sh --no-install")
         subprocess.run([str(REPO / "ci" / "up.sh"), "--no-install"], check=True)
-
-
-def load_jobs(namespace: str) -> list[dict[str, Any]]:
-    jobs = kubectl_json("get", "jobs", "-n", namespace)["items"]
-    return [j for j in jobs if "-load-" in j["metadata"]["name"]]
-
-
-def finished(job: dict[str, Any]) -> bool:
-    return any(
-        c["type"] in ("Complete", "Failed") and c["status"] == "True"
-        for c in job["status"].get("conditions", [])
-    )
 
 
 def start_load(namespace: str, run_id: str, rate: float, duration: float, *extra: str) -> str:
@@ -215,7 +209,11 @@ def throughput(namespace: str, replicas: int, rate: float, window: float) -> dic
     wait_for(f"{replicas} app pods Ready", lambda: len(app_pods(namespace)) == replicas)
     wait_for("every pod to consume", lambda: drained(namespace), timeout=300, every=5)
     job = start_load(namespace, f"fixed{replicas}", rate, window)
-    wait_for("the load to end", lambda: finished(load_jobs_named(namespace, job)), timeout=900)
+    wait_for(
+        "the load to end",
+        lambda: any(finished(j) for j in load_jobs(namespace) if j["metadata"]["name"] == job),
+        timeout=900,
+    )
     wait_for("the backlog to drain", lambda: drained(namespace), timeout=900, every=5)
     start, end = started_at(namespace, job), time.time()
     counts = prometheus_range(
@@ -241,20 +239,6 @@ def throughput(namespace: str, replicas: int, rate: float, window: float) -> dic
         "saturated_s": round(last - first, 1),
         "app_cpu_cores": round(cpu, 2),
     }
-
-
-def prometheus_range(
-    query: str, start: float, end: float, step: float
-) -> list[tuple[float, float]]:
-    path = f"{PROMETHEUS}/api/v1/query_range?" + urllib.parse.urlencode(
-        {"query": query, "start": start, "end": end, "step": step}
-    )
-    result = json.loads(kubectl("get", "--raw", path))["data"]["result"]
-    return [(float(t), float(v)) for t, v in result[0]["values"]] if result else [(start, 0.0)]
-
-
-def load_jobs_named(namespace: str, name: str) -> dict[str, Any]:
-    return next(j for j in load_jobs(namespace) if j["metadata"]["name"] == name)
 
 
 def save(report: dict[str, Any], out: Path) -> None:

@@ -1,6 +1,6 @@
 """Autoscaling helpers shared by the e2e scaling test and the scaling benchmark: the
-settings of a backlog-only HPA, and reads of Prometheus and the external metrics API
-through the API server (no port-forward)."""
+settings of a backlog-only HPA, the chart's load-generator Jobs, and reads of Prometheus
+and the external metrics API through the API server (no port-forward)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import re
 import urllib.parse
 from typing import Any
 
-from tests.e2e.cluster import APP_SELECTOR, APP_SERVICE, kubectl, ready_pods
+from tests.e2e.cluster import APP_SELECTOR, APP_SERVICE, kubectl, kubectl_json, ready_pods
 
 MONITORING = "saga-monitoring"
 PROMETHEUS = f"/api/v1/namespaces/{MONITORING}/services/prometheus:web/proxy"
 EXTERNAL_API = "external.metrics.k8s.io/v1beta1"
 BACKLOG = "saga_consumer_backlog_messages"
+LOAD_GENERATOR = "app.kubernetes.io/component=load-generator"
 TARGET_PER_POD = 40
 
 # Scale in after 30 s of a low backlog instead of the profile's 2 minutes, to keep the
@@ -53,6 +54,31 @@ def prometheus(query: str, at: float | None = None) -> list[dict[str, Any]]:
     assert answer["status"] == "success", answer
     result: list[dict[str, Any]] = answer["data"]["result"]
     return result
+
+
+def prometheus_range(
+    query: str, start: float, end: float, step: float
+) -> list[tuple[float, float]]:
+    """(time, value) of the first series a range query returns; [(start, 0)] when none."""
+    params = {"query": query, "start": start, "end": end, "step": step}
+    path = f"{PROMETHEUS}/api/v1/query_range?{urllib.parse.urlencode(params)}"
+    result = json.loads(kubectl("get", "--raw", path))["data"]["result"]
+    return [(float(t), float(v)) for t, v in result[0]["values"]] if result else [(start, 0.0)]
+
+
+def load_jobs(namespace: str) -> list[dict[str, Any]]:
+    """The chart's load-generator Jobs in the namespace."""
+    jobs: list[dict[str, Any]] = kubectl_json("get", "jobs", "-n", namespace, "-l", LOAD_GENERATOR)[
+        "items"
+    ]
+    return jobs
+
+
+def finished(job: dict[str, Any]) -> bool:
+    return any(
+        c["type"] in ("Complete", "Failed") and c["status"] == "True"
+        for c in job["status"].get("conditions", [])
+    )
 
 
 QUANTITY_SUFFIXES = {

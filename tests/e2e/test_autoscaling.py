@@ -33,6 +33,8 @@ from tests.e2e.scaling import (
     EXTERNAL_API,
     app_pods_ready,
     external_backlog,
+    finished,
+    load_jobs,
     prometheus,
     quantity,
     scaling_values,
@@ -116,18 +118,7 @@ def test_hpa_scales_out_on_the_backlog_and_back_in(scaling_release: str) -> None
 
     job = wait_for(
         "the load generator Job to finish",
-        lambda: next(
-            (
-                j
-                for j in kubectl_json("get", "jobs", "-n", scaling_release)["items"]
-                if "-load-" in j["metadata"]["name"]
-                and any(
-                    c["type"] in ("Complete", "Failed") and c["status"] == "True"
-                    for c in j["status"].get("conditions", [])
-                )
-            ),
-            None,
-        ),
+        lambda: next((j for j in load_jobs(scaling_release) if finished(j)), None),
         timeout=600,
         every=5,
     )

@@ -11,15 +11,16 @@ APP = f"{RELEASE}-saga-stack"
 ON = {"loadGenerator.enabled": True}
 
 
+def load_jobs(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        o
+        for o in find(objects, "Job")
+        if o["metadata"]["labels"].get("app.kubernetes.io/component") == "load-generator"
+    ]
+
+
 def load_job(values: dict[str, Any]) -> dict[str, Any]:
-    return one(
-        [
-            o
-            for o in find(render(values={**ON, **values}), "Job")
-            if "-load-" in o["metadata"]["name"]
-        ],
-        "Job",
-    )
+    return one(load_jobs(render(values={**ON, **values})), "Job")
 
 
 def env(job: dict[str, Any]) -> dict[str, str]:
@@ -28,13 +29,13 @@ def env(job: dict[str, Any]) -> dict[str, str]:
 
 def test_off_by_default() -> None:
     objects = render()
-    assert not [o for o in find(objects, "Job") if "-load-" in o["metadata"]["name"]]
+    assert not load_jobs(objects)
     assert not find(objects, "NetworkPolicy", f"{APP}-load-generator")
 
 
 def test_runs_the_app_image_against_the_service(k8s_schemas: list[str]) -> None:
     objects = render(values={**ON, "loadGenerator.rate": 35, "loadGenerator.duration": 90})
-    job = one([o for o in find(objects, "Job") if "-load-" in o["metadata"]["name"]], "Job")
+    job = one(load_jobs(objects), "Job")
     container = pod_spec(job)["containers"][0]
     assert container["args"] == ["loadgen"]
     assert (
