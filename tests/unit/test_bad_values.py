@@ -50,6 +50,16 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("service.port as a string", {"service.port": "http"}, ["/service/port"]),
     ("podAnnotations value not a string", {"podAnnotations": {"a": 1}}, ["/podAnnotations/a"]),
     ("tolerations not a list", {"tolerations": {"key": "x"}}, ["/tolerations"]),
+    (
+        "nodeLossTolerationSeconds negative",
+        {"nodeLossTolerationSeconds": -1},
+        ["/nodeLossTolerationSeconds", "minimum"],
+    ),
+    (
+        "nodeLossTolerationSeconds as a string",
+        {"nodeLossTolerationSeconds": "30s"},
+        ["/nodeLossTolerationSeconds"],
+    ),
     # ranges and enums
     ("zero replicas", {"replicas": 0}, ["/replicas", "minimum"]),
     ("negative replicas", {"replicas": -2}, ["/replicas", "minimum"]),

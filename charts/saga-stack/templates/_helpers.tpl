@@ -79,3 +79,22 @@ saga-stack.io/postgresql-client: "true"
 saga-stack.io/redis-client: "true"
 saga-stack.io/kafka-client: "true"
 {{- end }}
+
+{{/* The app pods' tolerations: the user's, plus short NoExecute tolerations for a lost node
+     (instead of the cluster's 300 s) unless the user tolerates those keys already. */}}
+{{- define "saga-stack.tolerations" -}}
+{{- $tolerations := list }}
+{{- $keys := dict }}
+{{- range .Values.tolerations }}
+{{- $tolerations = append $tolerations . }}
+{{- with .key }}{{ $_ := set $keys . true }}{{ end }}
+{{- end }}
+{{- if .Values.nodeLossTolerationSeconds }}
+{{- range list "node.kubernetes.io/not-ready" "node.kubernetes.io/unreachable" }}
+{{- if not (hasKey $keys .) }}
+{{- $tolerations = append $tolerations (dict "key" . "operator" "Exists" "effect" "NoExecute" "tolerationSeconds" (int $.Values.nodeLossTolerationSeconds)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $tolerations }}
+{{- end }}
