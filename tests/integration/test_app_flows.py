@@ -285,27 +285,67 @@ def test_health_metrics_openapi_and_graceful_sigterm(one_app: tuple[AppStack, Ap
     assert app2.ready()
 
 
-def test_readiness_names_the_failing_dependency(
-    app_stack_factory: StackFactory, redis: services.RedisInstance
+@pytest.mark.parametrize("away", ["redis", "kafka"])
+def test_without_redis_or_kafka_the_pod_stays_ready_degraded_and_takes_orders(
+    app_stack_factory: StackFactory, redis: services.RedisInstance, away: str
 ) -> None:
-    # Point one process at a Redis port where nothing listens.
-    stack = app_stack_factory({**redis.env(), "REDIS_PORT": str(services.free_port())})
+    # One process pointed at a port where nothing listens, for Redis or for Kafka.
+    stack = app_stack_factory(redis.env())
+    dead = str(services.free_port())
+    broken = (
+        {"REDIS_PORT": dead}
+        if away == "redis"
+        else {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{dead}"}
+    )
     port = services.free_port()
     proc = services.ManagedProcess(
-        "app-noredis",
+        f"app-no{away}",
         saga_service_argv("serve"),
-        stack.workdir / "noredis.log",
-        env={**stack.env, "PORT": str(port)},
+        stack.workdir / f"no{away}.log",
+        env={**stack.env, **broken, "PORT": str(port), "LOCK_ACQUIRE_TIMEOUT_MS": "500"},
     )
-    app = AppProcess("app-noredis", port, proc)
+    app = AppProcess(f"app-no{away}", port, proc)
     stack.processes.append(app)
 
-    def says_redis() -> bool:
+    def degraded() -> bool:
         response = httpx.get(app.url + "/healthz/ready", timeout=5)
-        return response.status_code == 503 and response.json()["failing"] == ["redis"]
+        body = response.json()
+        return response.status_code == 200 and body["status"] == "degraded"
 
-    services.wait_until(says_redis, timeout=60, what="503 naming redis", process=proc)
+    services.wait_until(degraded, timeout=60, what=f"200 degraded without {away}", process=proc)
+    body = httpx.get(app.url + "/healthz/ready", timeout=5).json()
+    assert body["failing"] == [away]
+    assert body["checks"]["postgres"] == "ok"
+    assert f'saga_dependency_up{{dependency="{away}"}} 0.0' in httpx.get(app.url + "/metrics").text
     assert httpx.get(app.url + "/healthz/live", timeout=5).status_code == 200
+
+    # Orders need only PostgreSQL: accepted and stored, their first event in the outbox.
+    with stack.connect() as conn:
+        conn.execute("INSERT INTO stock (sku, available) VALUES ('degraded-1', 5)")
+    placed = place(app, "degraded", [("degraded-1", 1, 100)])
+    assert order_status(app, placed["order_id"]) == "PENDING"
+    stock_change = httpx.put(app.url + "/stock/degraded-1", json={"quantity": 9}, timeout=10)
+    if away == "redis":
+        # A stock change takes the SKU's lock: refused, and says why.
+        assert stock_change.status_code == 503
+        assert stock_change.json()["error"] == "lock_unavailable"
+    else:
+        assert stock_change.status_code == 200
+
+
+def test_without_postgres_the_pod_is_not_ready_and_names_it(
+    one_app: tuple[AppStack, AppProcess], postgres: services.PostgresInstance
+) -> None:
+    _, app = one_app
+
+    def unavailable() -> bool:
+        response = httpx.get(app.url + "/healthz/ready", timeout=5)
+        return response.status_code == 503 and "postgres" in response.json()["failing"]
+
+    with postgres.stopped():
+        services.wait_until(unavailable, timeout=60, what="503 naming postgres")
+        assert httpx.get(app.url + "/healthz/live", timeout=5).status_code == 200
+    services.wait_until(app.ready, timeout=60, what="ready again once PostgreSQL is back")
 
 
 def test_saga_that_cannot_progress_ends_compensated(

@@ -66,6 +66,12 @@ EVENTS_CONSUMED = Counter(
 DEAD_LETTERED = Counter(
     "saga_dead_lettered_total", "Messages sent to the dead-letter topic.", ["reason"]
 )
+DEPENDENCY_UP = Gauge(
+    "saga_dependency_up",
+    "1 when the dependency answered the last readiness check, else 0 (the pod stays Ready "
+    "without Redis or Kafka, degraded).",
+    ["dependency"],
+)
 SAGAS_IN_FLIGHT = Gauge("saga_in_flight", "Sagas not yet in a final state (whole database).")
 RECOVERY_RESUMED = Counter(
     "saga_recovery_resumed_total", "Sagas whose lease expired and that this process resumed."

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from saga_service import kafka
+from saga_service import kafka, metrics
 from saga_service.consumer import SagaConsumer
 from saga_service.db import Pool, open_pool
 from saga_service.lock import LockService, make_redis
@@ -50,6 +50,7 @@ class Runtime:
         )
         self._tasks: list[asyncio.Task[Any]] = []
         self.dead_tasks: list[str] = []
+        self._dependency_up: dict[str, bool] = {}
         self._executor: SagaExecutor | None = None
 
     @property
@@ -142,7 +143,20 @@ class Runtime:
             self._probe(self._check_redis()),
             self._probe(self._check_kafka()),
         )
-        return dict(zip(("postgres", "redis", "kafka"), results, strict=True))
+        checks = dict(zip(("postgres", "redis", "kafka"), results, strict=True))
+        for name, result in checks.items():
+            up = result == "ok"
+            if self._dependency_up.get(name, True) != up:
+                level = logging.INFO if up else logging.WARNING
+                log.log(
+                    level,
+                    "dependency %s",
+                    "back" if up else "lost",
+                    extra={"dependency": name, "result": result},
+                )
+            self._dependency_up[name] = up
+            metrics.DEPENDENCY_UP.labels(name).set(1 if up else 0)
+        return checks
 
     async def _probe(self, coro: Any) -> str:
         try:
