@@ -59,6 +59,12 @@ bench: tools services-deps ## benchmarks: saga throughput/latency, make up times
 	$(PY) -m tests.bench.cluster_bench
 	$(PY) -m tests.bench.scaling_bench
 
+CHAOS_ARGS ?= --install local-ha.yaml --faults 22
+.PHONY: chaos
+chaos: tools ## fault campaign (kills, freezes, node stop, partition, dependency cuts) checked against the saga invariants; ARGS="--faults 100 --seed 7 ..." (see --help); report under bench-results/chaos/
+	ci/up.sh --no-install
+	$(PY) -m tests.chaos run $(or $(ARGS),$(CHAOS_ARGS))
+
 .PHONY: chart-readme
 chart-readme: ## regenerate the charts' README values tables
 	$(PY) ci/chart-readme.py

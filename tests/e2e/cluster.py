@@ -113,9 +113,19 @@ def client_pod(
     *,
     env: list[dict[str, Any]] | None = None,
     env_from: list[dict[str, Any]] | None = None,
+    on_control_plane: bool = False,
+    lifetime: int = 3600,
 ) -> str:
     """A long-running pod to run commands from inside the cluster (not part of the release);
-    `env`/`env_from` as in a container spec (e.g. copied from the app's Deployment)."""
+    `env`/`env_from` as in a container spec (e.g. copied from the app's Deployment).
+    `on_control_plane` pins it to the control-plane node, which fault tests never touch."""
+    placement: dict[str, Any] = {}
+    if on_control_plane:
+        role = "node-role.kubernetes.io/control-plane"
+        placement = {
+            "nodeSelector": {role: ""},
+            "tolerations": [{"key": role, "operator": "Exists", "effect": "NoSchedule"}],
+        }
     manifest = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -127,6 +137,7 @@ def client_pod(
         "spec": {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 1,
+            **placement,
             "securityContext": {
                 "runAsNonRoot": True,
                 "runAsUser": 10001,
@@ -137,7 +148,7 @@ def client_pod(
                     "name": "client",
                     "image": image,
                     "imagePullPolicy": "IfNotPresent",
-                    "command": ["python3", "-c", "import time; time.sleep(3600)"],
+                    "command": ["python3", "-c", f"import time; time.sleep({lifetime})"],
                     "env": env or [],
                     "envFrom": env_from or [],
                     "securityContext": {

@@ -4,33 +4,33 @@
 terminal: it reuses a running cluster or creates one, and makes sure the
 chart's images are in the nodes (each step is skipped when already done).
 Run directly, the tier does the same when no cluster answers. KUBECONFIG
-defaults to ~/.kube/config, where `ci/up.sh` puts the cluster. The chart
-is installed through the helm CLI into a namespace of this run, and removed
-at the end.
+defaults to ~/.kube/config, where `ci/up.sh` puts the cluster. Releases
+come from tests/e2e/releases.py (a fresh namespace each, removed at the end;
+SAGA_E2E_KEEP=1 keeps them), and a failing test has their pods, logs and events
+written down.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.e2e.cluster import (
-    CHART,
     RELEASE,
     REPO,
     CommandFailed,
     client_pod,
-    helm,
     install_values,
     kubectl,
     kubectl_json,
     run,
     wait_for,
 )
+from tests.e2e.releases import ACTIVE, dump_diagnostics, installed_release
 
 DEFAULT_KUBECONFIG = Path.home() / ".kube" / "config"
 
@@ -82,22 +82,30 @@ def workers(cluster: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def namespace(cluster: list[str]) -> Iterator[str]:
-    name = f"saga-e2e-{secrets.token_hex(3)}"
-    kubectl("create", "namespace", name)
-    yield name
-    helm("uninstall", RELEASE, "-n", name, "--wait", "--timeout", "5m", check=False)
-    kubectl("delete", "namespace", name, "--wait=true", "--timeout=300s", check=False, timeout=320)
+def release(cluster: list[str]) -> Iterator[str]:
+    """The chart installed with the local profile in a namespace of its own, every workload
+    Ready (helm --wait); its namespace."""
+    with installed_release(install_values()) as namespace:
+        yield namespace
 
 
 @pytest.fixture(scope="session")
-def release(namespace: str) -> str:
-    """The chart installed with the local profile, every workload Ready (helm --wait)."""
-    helm(
-        "install", RELEASE, str(CHART), "-n", namespace, *install_values(),
-        "--wait", "--wait-for-jobs", "--timeout", "15m",
-    )  # fmt: skip
-    return namespace
+def ha_release(cluster: list[str]) -> Iterator[str]:
+    """The local profile with the replicated data layer (values/local-ha.yaml), shared by
+    the fault campaign and the failover tests: installed once, it is the heaviest."""
+    with installed_release(install_values("local-ha.yaml"), prefix="saga-ha") as namespace:
+        yield namespace
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failing test has the state of every release that is up written down."""
+    report = yield
+    if report.failed and call.when in ("setup", "call"):
+        for namespace in sorted(ACTIVE):
+            where = dump_diagnostics(namespace, f"{item.nodeid} failed in {call.when}")
+            report.sections.append(("saga-stack diagnostics", f"{namespace}: {where}"))
+    return report
 
 
 @pytest.fixture(scope="session")

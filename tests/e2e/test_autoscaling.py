@@ -11,7 +11,6 @@ its consumer concurrency rather than by how busy the machine's two cores are.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +28,7 @@ from tests.e2e.cluster import (
     ready_pods,
     wait_for,
 )
+from tests.e2e.releases import installed_release
 from tests.e2e.scaling import (
     EXTERNAL_API,
     app_pods_ready,
@@ -56,17 +56,10 @@ def monitoring(cluster: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def scaling_release(monitoring: None) -> Iterator[str]:
-    name = f"saga-scale-{secrets.token_hex(3)}"
-    kubectl("create", "namespace", name)
-    try:
-        helm(
-            "install", RELEASE, str(CHART), "-n", name, *install_values(), *scaling_values(),
-            "--wait", "--wait-for-jobs", "--timeout", "15m",
-        )  # fmt: skip
-        yield name
-    finally:
-        helm("uninstall", RELEASE, "-n", name, "--wait", "--timeout", "5m", check=False)
-        kubectl("delete", "namespace", name, "--timeout=5m", check=False, timeout=320)
+    with installed_release(
+        [*install_values(), *scaling_values()], prefix="saga-scale"
+    ) as namespace:
+        yield namespace
 
 
 def test_prometheus_scrapes_every_app_pod(scaling_release: str) -> None:

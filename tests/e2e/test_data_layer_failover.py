@@ -1,4 +1,5 @@
-"""The replicated data layer under loss, on a release of its own (values/local-ha.yaml):
+"""The replicated data layer under loss, on the local-ha release (values/local-ha.yaml, the
+`ha_release` fixture shared with the fault campaign):
 deleting the Redis master while sagas run promotes a replica, the app follows it and
 nothing is oversold or stuck; deleting a Kafka broker while sagas run loses no event.
 
@@ -13,9 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,9 @@ import pytest
 
 from tests.e2e.cluster import (
     APP_SERVICE,
-    CHART,
     HTTP_CLIENT,
-    RELEASE,
     InClusterProcess,
     client_pod,
-    helm,
-    install_values,
     kubectl,
     kubectl_json,
     ready_pods,
@@ -89,21 +84,6 @@ def outage(lines: list[dict[str, Any]], kind: str, since: float) -> dict[str, An
         "first_success_after_last_failure_s": None if recovered is None else recovered - since,
         "longest_gap_between_successes_s": max(gaps, default=0.0),
     }
-
-
-@pytest.fixture(scope="module")
-def ha_release(cluster: list[str]) -> Iterator[str]:
-    name = f"saga-ha-{secrets.token_hex(3)}"
-    kubectl("create", "namespace", name)
-    try:
-        helm(
-            "install", RELEASE, str(CHART), "-n", name, *install_values("local-ha.yaml"),
-            "--wait", "--wait-for-jobs", "--timeout", "15m",
-        )  # fmt: skip
-        yield name
-    finally:
-        helm("uninstall", RELEASE, "-n", name, "--wait", "--timeout", "5m", check=False)
-        kubectl("delete", "namespace", name, "--timeout=5m", check=False, timeout=320)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,278 @@
+"""Runs a campaign against a release: load from inside the cluster, the planned faults one
+after another (each shown to have taken effect, held, healed, and waited out until the
+release is whole again), then the app's final word on every accepted order. Returns the
+History; judging it is the checker's job.
+
+It needs only kubectl (the API server), docker (the node containers of kind's model) and
+an image with python3 for the client pod (the app's own by default).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.chaos.faults import KINDS, Injected, Target, pods, wait_until
+from tests.chaos.history import (
+    Fault,
+    FinalOrder,
+    FinalStock,
+    History,
+    Op,
+    Outcome,
+    SagaStep,
+    Sample,
+    StockSample,
+)
+from tests.chaos.schedule import Planned
+from tests.e2e.cluster import (
+    CommandFailed,
+    InClusterProcess,
+    client_pod,
+    kubectl,
+    kubectl_json,
+    ready_pods,
+)
+from tests.e2e.scaling import BACKLOG, EXTERNAL_API, quantity
+
+DRIVER = (Path(__file__).parent / "load_driver.py").read_text()
+CLIENT_POD = "chaos-client"
+STOP_FILE = "/tmp/chaos-stop"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    namespace: str
+    release: str
+    seed: int
+    rate: float = 5.0
+    skus: int = 3
+    stock: int = 1000
+    warmup_seconds: float = 15.0  # load before the first fault: the baseline
+    cooldown_seconds: float = 5.0  # between a recovery and the next fault
+    effect_timeout: float = 60.0
+    recovery_timeout: float = 300.0
+    settle_seconds: float = 300.0
+    client_image: str = ""  # default: the app's image
+
+
+def log(message: str) -> None:
+    print(f"[chaos {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def app_selector(release: str) -> str:
+    return f"app.kubernetes.io/instance={release},app.kubernetes.io/component=app"
+
+
+def app_service(namespace: str, release: str) -> tuple[str, int]:
+    services = kubectl_json("get", "services", "-n", namespace, "-l", app_selector(release))
+    if not services["items"]:
+        raise CommandFailed(f"no app Service of release {release} in namespace {namespace}")
+    service = services["items"][0]
+    return service["metadata"]["name"], int(service["spec"]["ports"][0]["port"])
+
+
+def applicable(kinds: Sequence[str], target: Target) -> list[str]:
+    """The kinds that can act on this release (a kind for Redis needs Redis pods), in the
+    order asked; an unknown kind is an error naming the known ones."""
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(KINDS)}")
+    return [k for k in kinds if not KINDS[k].needs or pods(target, target.selector(KINDS[k].needs))]
+
+
+class Whole:
+    """The release is whole: every node Ready, every pod of the release (Jobs' finished
+    pods aside) Running and Ready, the app Deployment at its desired replicas."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def __call__(self) -> bool:
+        for node in kubectl_json("get", "nodes")["items"]:
+            if not _condition(node, "Ready"):
+                return False
+        release_pods = kubectl_json(
+            "get", "pods", "-n", self.target.namespace,
+            "-l", f"app.kubernetes.io/instance={self.target.release}",
+        )["items"]  # fmt: skip
+        for pod in release_pods:
+            if pod["status"].get("phase") == "Succeeded":
+                continue
+            if pod["metadata"].get("deletionTimestamp") or not _condition(pod, "Ready"):
+                return False
+        deployment = kubectl_json(
+            "get", "deployment", "-n", self.target.namespace, "-l", self.target.app_selector
+        )["items"][0]
+        want = int(deployment["spec"].get("replicas", 1))
+        return int(deployment["status"].get("readyReplicas", 0)) >= want
+
+
+def _condition(obj: dict[str, Any], kind: str) -> bool:
+    return any(
+        c["type"] == kind and c["status"] == "True" for c in obj["status"].get("conditions", [])
+    )
+
+
+class Sampler(threading.Thread):
+    """Ready app pods and the backlog (external metrics API, when an adapter serves it)
+    every `every` seconds, until stopped."""
+
+    def __init__(self, target: Target, service: str, every: float = 2.0) -> None:
+        super().__init__(daemon=True)
+        self.target, self.every = target, every
+        selector = urllib.parse.quote(f"service={service}")
+        self.backlog_path = (
+            f"/apis/{EXTERNAL_API}/namespaces/{target.namespace}/{BACKLOG}?labelSelector={selector}"
+        )
+        self.samples: list[Sample] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every):
+            try:
+                ready = len(ready_pods(self.target.namespace, self.target.app_selector))
+            except CommandFailed:
+                continue  # the API server itself may be unreachable for a moment
+            self.samples.append(Sample(at=time.time(), ready_pods=ready, backlog=self._backlog()))
+
+    def _backlog(self) -> float | None:
+        try:
+            items = json.loads(kubectl("get", "--raw", self.backlog_path, timeout=10))["items"]
+        except (CommandFailed, ValueError, KeyError):
+            return None
+        return sum(quantity(i["value"]) for i in items) if items else None
+
+
+def run_fault(target: Target, planned: Planned, settings: Settings, whole: Whole) -> Fault:
+    kind = KINDS[planned.kind]
+    start = time.time()
+    log(f"fault {planned.index}: {kind.name} ({kind.description})")
+    injected: Injected | None = None
+    effect_at: float | None = None
+    detail: dict[str, Any] = {}
+    try:
+        injected = kind.inject(target, planned.choice)
+        detail = injected.detail
+        effect_at = wait_until(
+            f"{kind.name} to take effect", injected.took_effect, settings.effect_timeout
+        )
+        threading.Event().wait(max(0.0, start + kind.hold_seconds - time.time()))
+    except CommandFailed as exc:
+        detail["error"] = str(exc)[:500]
+        log(f"  could not inject: {exc}")
+    finally:
+        if injected is not None:
+            injected.heal()
+    heal_at = time.time()
+    recovered_at = wait_until("the release whole again", whole, settings.recovery_timeout, 2.0)
+    log(
+        f"  on {injected.target if injected else '-'}: effect after "
+        f"{_seconds(effect_at, start)}, healed after {heal_at - start:.0f}s, "
+        f"whole {_seconds(recovered_at, heal_at)} after heal"
+    )
+    return Fault(
+        index=planned.index,
+        kind=kind.name,
+        target=injected.target if injected else "",
+        start=start,
+        effect_at=effect_at,
+        heal_at=heal_at,
+        recovered_at=recovered_at,
+        detail=json.dumps(detail, sort_keys=True),
+    )
+
+
+def _seconds(at: float | None, since: float) -> str:
+    return "never" if at is None else f"{at - since:.1f}s"
+
+
+def campaign(
+    settings: Settings,
+    schedule: Sequence[Planned],
+    on_fault: Callable[[Fault], None] = lambda _: None,
+) -> History:
+    selector = app_selector(settings.release)
+    service, port = app_service(settings.namespace, settings.release)
+    image = (
+        settings.client_image
+        or (
+            kubectl_json("get", "deployment", "-n", settings.namespace, "-l", selector)["items"][0][
+                "spec"
+            ]["template"]["spec"]["containers"][0]["image"]
+        )
+    )
+    run_id = f"chaos{settings.seed}-{secrets.token_hex(2)}"
+    kubectl("delete", "pod", "-n", settings.namespace, CLIENT_POD, "--ignore-not-found", "--wait")
+    client_pod(settings.namespace, CLIENT_POD, image, on_control_plane=True, lifetime=6 * 3600)
+    target = Target(settings.namespace, settings.release, selector, CLIENT_POD)
+    whole = Whole(target)
+    if wait_until("the release whole", whole, settings.recovery_timeout, 2.0) is None:
+        raise CommandFailed("the release is not whole before the campaign: nothing to measure")
+
+    history = History(run_id=run_id, seed=settings.seed)
+    driver = InClusterProcess(
+        settings.namespace, CLIENT_POD, DRIVER,
+        "--target", f"http://{service}:{port}", "--run-id", run_id, "--seed", str(settings.seed),
+        "--rate", str(settings.rate), "--skus", str(settings.skus), "--stock", str(settings.stock),
+        "--max-seconds", str(6 * 3600 - 900), "--settle-seconds", str(settings.settle_seconds),
+        "--stop-file", STOP_FILE,
+    )  # fmt: skip
+    sampler = Sampler(target, service)
+    sampler.start()
+    try:
+        loaded = driver.wait_line("the load's start", lambda line: "started" in line, 360)
+        history.load_started = float(loaded["started"])
+        log(f"load: {settings.rate}/s on {settings.skus} SKUs through {service}:{port}")
+        threading.Event().wait(settings.warmup_seconds)
+        for planned in schedule:
+            fault = run_fault(target, planned, settings, whole)
+            history.faults.append(fault)
+            on_fault(fault)
+            threading.Event().wait(settings.cooldown_seconds)
+        threading.Event().wait(settings.warmup_seconds)
+    finally:
+        kubectl("exec", "-n", settings.namespace, CLIENT_POD, "--", "touch", STOP_FILE)
+        sampler.stopped.set()
+    log("load stopped; waiting for every accepted order to be final")
+    lines = driver.finish(timeout=settings.settle_seconds + 900)
+    history.samples = sampler.samples
+    _fill(history, lines)
+    return history
+
+
+def _fill(history: History, lines: list[dict[str, Any]]) -> None:
+    initial: dict[str, int] = {}
+    for line in lines:
+        kind = line.get("type")
+        if kind == "setup":
+            initial[line["sku"]] = int(line["initial"])
+        elif kind == "load" and "ended" in line:
+            history.load_ended = float(line["ended"])
+        elif kind == "op":
+            fields = {k: v for k, v in line.items() if k != "type"}
+            history.ops.append(Op(**{**fields, "outcome": Outcome(fields["outcome"])}))
+        elif kind == "stock":
+            history.stock_samples.append(
+                StockSample(line["at"], line["sku"], line["available"], line["reserved"])
+            )
+        elif kind == "order":
+            steps = tuple(SagaStep(**s) for s in line["steps"])
+            history.orders.append(
+                FinalOrder(
+                    line["order_id"], line["saga_id"], line["status"], line["saga_state"],
+                    steps, line["finished_at"],
+                )
+            )  # fmt: skip
+        elif kind == "final_stock":
+            history.stock.append(
+                FinalStock(line["sku"], initial[line["sku"]], line["available"], line["reserved"])
+            )
+    history.ops.sort(key=lambda op: op.seq)

@@ -1,0 +1,89 @@
+"""One way to get a release of the chart for a test or a campaign: installed in a fresh
+namespace with the given values, yielded, removed afterwards, and its state (pods, logs,
+events, helm status) written down when something failed while it was up.
+
+SAGA_E2E_KEEP=1 keeps every namespace for debugging (`make down` or `kubectl delete
+namespace` removes them). Diagnostics go to $SAGA_STACK_RESULTS/diagnostics/<namespace>/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from tests.e2e.cluster import CHART, RELEASE, CommandFailed, helm, kubectl
+
+RESULTS = Path(os.environ.get("SAGA_STACK_RESULTS", Path.home() / ".cache/saga-stack/results"))
+
+# Namespaces of releases that are up now, so that a failing test can have them written down.
+ACTIVE: set[str] = set()
+
+
+def keep_requested() -> bool:
+    return os.environ.get("SAGA_E2E_KEEP", "") not in ("", "0", "false")
+
+
+def dump_diagnostics(namespace: str, why: str) -> Path:
+    """Pods, events, helm status and every container's log (and its previous one)."""
+    out = RESULTS / "diagnostics" / namespace
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "why.txt").write_text(why + "\n")
+    reads = {
+        "pods.txt": ("get", "pods", "-n", namespace, "-o", "wide"),
+        "events.txt": ("get", "events", "-n", namespace, "--sort-by=.lastTimestamp"),
+        "nodes.txt": ("get", "nodes", "-o", "wide"),
+    }
+    for name, args in reads.items():
+        (out / name).write_text(kubectl(*args, check=False))
+    (out / "helm-status.txt").write_text(helm("status", RELEASE, "-n", namespace, check=False))
+    names = kubectl("get", "pods", "-n", namespace, "-o", "name", check=False).split()
+    for pod in names:
+        for previous in ("false", "true"):
+            text = kubectl(
+                "logs", "-n", namespace, pod, "--all-containers", "--prefix",
+                f"--previous={previous}", "--tail=2000", check=False,
+            )  # fmt: skip
+            if text:
+                suffix = ".previous.log" if previous == "true" else ".log"
+                (out / (pod.split("/", 1)[1] + suffix)).write_text(text)
+    return out
+
+
+@contextlib.contextmanager
+def installed_release(
+    values: Sequence[str] | None,
+    *,
+    namespace: str | None = None,
+    release: str = RELEASE,
+    prefix: str = "saga-e2e",
+    keep: bool = False,
+) -> Iterator[str]:
+    """Yields the namespace of a release: installed there from `values` (helm arguments,
+    e.g. install_values(...)) in a new namespace, or, with values None, the release already
+    in `namespace`, left as it is."""
+    if values is None:
+        if namespace is None:
+            raise ValueError("name the namespace of an installed release, or values to install")
+        yield namespace
+        return
+    name = namespace or f"{prefix}-{secrets.token_hex(3)}"
+    kubectl("create", "namespace", name)
+    ACTIVE.add(name)
+    try:
+        try:
+            helm(
+                "install", release, str(CHART), "-n", name, *values,
+                "--wait", "--wait-for-jobs", "--timeout", "15m",
+            )  # fmt: skip
+        except CommandFailed as exc:
+            where = dump_diagnostics(name, f"helm install failed: {exc}")
+            raise CommandFailed(f"{exc}\n(diagnostics in {where})") from exc
+        yield name
+    finally:
+        ACTIVE.discard(name)
+        if not (keep or keep_requested()):
+            helm("uninstall", release, "-n", name, "--wait", "--timeout", "5m", check=False)
+            kubectl("delete", "namespace", name, "--timeout=5m", check=False, timeout=320)
