@@ -122,6 +122,10 @@ def by_kind(figures: Iterable[FaultFigures]) -> dict[str, dict[str, float | int 
             "count": len(group),
             "failed": sum(f.failed for f in group),
             "unknown": sum(f.unknown for f in group),
+            # The worst-of below skips Nones, and None here means "never": count them apart.
+            "unrecovered": sum(
+                1 for f in group if f.ready_again_s is None or f.sagas_final_after_heal_s is None
+            ),
         }
         for name in WORST_OF:
             row[name] = _worst(getattr(f, name) for f in group)

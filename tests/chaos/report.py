@@ -18,6 +18,7 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("count", "faults"),
     ("failed", "failed"),
     ("unknown", "unknown"),
+    ("unrecovered", "not recovered"),
     ("first_good_after_s", "first good after (s)"),
     ("longest_gap_s", "longest gap (s)"),
     ("sagas_final_after_heal_s", "sagas final after heal (s)"),

@@ -15,7 +15,7 @@ from .histories import baseline, change_stock
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TABLE_HEADER = (
-    "| kind | faults | failed | unknown | first good after (s) | longest gap (s) "
+    "| kind | faults | failed | unknown | not recovered | first good after (s) | longest gap (s) "
     "| sagas final after heal (s) | ready again (s) | backlog peak |"
 )
 
@@ -65,7 +65,7 @@ def test_a_clean_run_writes_the_three_files(tmp_path: Path) -> None:
     assert md.startswith("# Chaos run run-test (seed 42)\n")
     assert "**0 invariant violations**" in md
     assert TABLE_HEADER in md
-    assert "| pod-kill | 1 | 1 | 0 | 3.5 | 7.8 | 3.0 | 5.0 | 40.0 |" in md
+    assert "| pod-kill | 1 | 1 | 0 | 0 | 3.5 | 7.8 | 3.0 | 5.0 | 40.0 |" in md
     assert "within 16.0 s after the last fault healed" in md
     assert "## Violations\n\nNone.\n" in md
     assert "![timeline](timeline.png)" in md
@@ -113,6 +113,7 @@ def test_format_table() -> None:
                 "count": 2,
                 "failed": 0,
                 "unknown": 3,
+                "unrecovered": 1,
                 "first_good_after_s": None,
                 "longest_gap_s": 12.25,
                 "sagas_final_after_heal_s": 0.0,
@@ -123,7 +124,7 @@ def test_format_table() -> None:
     )
     assert table.splitlines() == [
         TABLE_HEADER,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        "| net-partition | 2 | 0 | 3 | - | 12.2 | 0.0 | - | 1300.0 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| net-partition | 2 | 0 | 3 | 1 | - | 12.2 | 0.0 | - | 1300.0 |",
     ]
     assert format_table(by_kind([])).splitlines()[0] == TABLE_HEADER
