@@ -448,10 +448,10 @@ KINDS: dict[str, FaultKind] = {
         FaultKind("app-freeze", "app process SIGSTOPped past lock TTL and lease", 35, freeze_app),
         FaultKind("node-stop", "worker node container killed, started again", 120, stop_node),
         FaultKind(
-            "node-partition", "worker node cut off from every other node", 90, partition_node
+            "node-partition", "worker node cut off from every other node", 60, partition_node
         ),
-        FaultKind("cut-redis", "app pods cut from Redis", 20, cut_dependency("redis")),
-        FaultKind("cut-kafka", "app pods cut from Kafka", 20, cut_dependency("kafka")),
+        FaultKind("cut-redis", "app pods cut from Redis", 15, cut_dependency("redis")),
+        FaultKind("cut-kafka", "app pods cut from Kafka", 15, cut_dependency("kafka")),
         FaultKind("cut-postgres", "app pods cut from PostgreSQL", 15, cut_dependency("postgres")),
         FaultKind(
             "redis-master-kill",

@@ -254,8 +254,9 @@ def _fill(history: History, lines: list[dict[str, Any]]) -> None:
         kind = line.get("type")
         if kind == "setup":
             initial[line["sku"]] = int(line["initial"])
-        elif kind == "load" and "ended" in line:
-            history.load_ended = float(line["ended"])
+        elif kind == "load":
+            history.load_started = float(line.get("started", history.load_started))
+            history.load_ended = float(line.get("ended", history.load_ended))
         elif kind == "op":
             fields = {k: v for k, v in line.items() if k != "type"}
             history.ops.append(Op(**{**fields, "outcome": Outcome(fields["outcome"])}))

@@ -35,7 +35,7 @@ def test_driver_lines_fill_a_history_in_send_order() -> None:
     _fill(history, [dict(line) for line in LINES])
     assert [op.seq for op in history.ops] == [0, 1]
     assert history.ops[1].outcome is Outcome.FAIL
-    assert history.load_ended == 110.0
+    assert (history.load_started, history.load_ended) == (100.0, 110.0)
     assert history.stock[0].initial == 10
     assert [s.step for s in history.orders[0].steps] == [
         "reserve_stock", "charge_payment", "confirm_order",
@@ -45,7 +45,7 @@ def test_driver_lines_fill_a_history_in_send_order() -> None:
 
 
 def test_a_history_reads_back_as_it_was_written(tmp_path: Path) -> None:
-    history = History(run_id="r", seed=1, load_started=100.0)
+    history = History(run_id="r", seed=1)
     _fill(history, [dict(line) for line in LINES])
     history.write(tmp_path / "history.jsonl")
     assert History.read(tmp_path / "history.jsonl") == history
