@@ -7,18 +7,29 @@ import logging
 import time
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from saga_service import __version__, metrics, repository, tracing
-from saga_service.domain.order import InvalidOrder, OrderItem, OrderStatus, validate_sku
+from saga_service.domain.order import (
+    CUSTOMER_ID_MAX_LENGTH,
+    CUSTOMER_ID_PATTERN,
+    MAX_QUANTITY,
+    MAX_UNIT_PRICE_CENTS,
+    SKU_MAX_LENGTH,
+    SKU_PATTERN,
+    InvalidOrder,
+    OrderItem,
+    OrderStatus,
+)
 from saga_service.domain.saga import SagaState, order_status_for
 from saga_service.lock import LockUnavailable
 from saga_service.orchestrator import UnknownSku
@@ -28,36 +39,80 @@ log = logging.getLogger(__name__)
 
 # --- models -------------------------------------------------------------------------------
 
+# Items an order body may carry at most, whatever MAX_ORDER_ITEMS says: a bound on parsing.
+# The document publishes min(MAX_ORDER_ITEMS, this) as maxItems.
+ORDER_ITEMS_PARSE_LIMIT = 1000
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema counts 1.0 as an integer, so it stays one; everything else that is not an
+    # int (true, "1", 1.5) is left to the strict check to refuse, as the document says.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# pydantic's lax mode turns true into 1 and "5" into 5; the document promises an integer.
+JsonInt = Annotated[int, BeforeValidator(_integral), Strict()]
+
+SkuPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=SKU_MAX_LENGTH,
+        pattern=SKU_PATTERN.pattern,
+        description="1-64 ASCII letters, digits, '.', '_', ':', '-'; begins with a letter or digit",
+        examples=["SKU-1"],
+    ),
+]
+
 
 class OrderItemIn(BaseModel):
-    sku: str = Field(min_length=1, max_length=64, examples=["SKU-1"])
-    quantity: int = Field(gt=0, le=10_000, description="units, at least 1")
-    unit_price_cents: int = Field(ge=0, le=100_000_000)
+    sku: str = Field(
+        min_length=1,
+        max_length=SKU_MAX_LENGTH,
+        pattern=SKU_PATTERN.pattern,
+        description="a SKU whose stock was set with PUT /stock/{sku}, at most once per order",
+        examples=["SKU-1"],
+    )
+    quantity: JsonInt = Field(gt=0, le=MAX_QUANTITY, description="units, at least 1")
+    unit_price_cents: JsonInt = Field(ge=0, le=MAX_UNIT_PRICE_CENTS)
 
 
 class OrderIn(BaseModel):
     customer_id: str = Field(
         min_length=1,
-        max_length=128,
-        description="an id that begins with 'decline' makes the payment fail; one that begins "
-        "with 'fail-confirm' makes the confirmation fail after the charge",
+        max_length=CUSTOMER_ID_MAX_LENGTH,
+        pattern=CUSTOMER_ID_PATTERN.pattern,
+        description="not blank, no NUL character. An id that begins with 'decline' makes the "
+        "payment fail; one that begins with 'fail-confirm' makes the confirmation fail after "
+        "the charge",
     )
-    items: list[OrderItemIn] = Field(min_length=1, max_length=1000)
+    items: list[OrderItemIn] = Field(
+        min_length=1,
+        max_length=ORDER_ITEMS_PARSE_LIMIT,
+        description="at most MAX_ORDER_ITEMS lines, each SKU once",
+    )
 
 
-class OrderAccepted(BaseModel):
+class _Out(BaseModel):
+    # Every field of an answer is always present, defaults included: say so in the document.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class OrderAccepted(_Out):
     order_id: uuid.UUID
     saga_id: uuid.UUID
     status: OrderStatus = OrderStatus.PENDING
 
 
-class OrderItemOut(BaseModel):
+class OrderItemOut(_Out):
     sku: str
     quantity: int
     unit_price_cents: int
 
 
-class OrderOut(BaseModel):
+class OrderOut(_Out):
     order_id: uuid.UUID
     saga_id: uuid.UUID
     status: OrderStatus
@@ -66,7 +121,7 @@ class OrderOut(BaseModel):
     items: list[OrderItemOut]
 
 
-class SagaStepOut(BaseModel):
+class SagaStepOut(_Out):
     step: str
     outcome: str
     from_state: str
@@ -76,7 +131,7 @@ class SagaStepOut(BaseModel):
     at: datetime
 
 
-class SagaOut(BaseModel):
+class SagaOut(_Out):
     saga_id: uuid.UUID
     order_id: uuid.UUID
     state: SagaState
@@ -90,19 +145,103 @@ class SagaOut(BaseModel):
 
 
 class StockIn(BaseModel):
-    quantity: int = Field(ge=0, le=1_000_000_000, description="units available for sale")
+    quantity: JsonInt = Field(ge=0, le=1_000_000_000, description="units available for sale")
 
 
-class StockOut(BaseModel):
+class StockOut(_Out):
     sku: str
     available: int
     reserved: int
 
 
 class ErrorOut(BaseModel):
-    error: str
-    message: str
-    detail: Any = None
+    """The body of every 4xx and 5xx answer of the API."""
+
+    error: str = Field(description="a stable code; each response lists the codes it can carry")
+    message: str = Field(description="what went wrong, for a person")
+    detail: Any = Field(
+        None,
+        description="present for some codes: the field errors of invalid_request and "
+        "malformed_json, the unknown SKUs of unknown_sku",
+    )
+
+
+# One model per set of codes a response can carry, so the document names them exactly.
+class MalformedJson(ErrorOut):
+    error: Literal["malformed_json"]
+
+
+class PayloadTooLarge(ErrorOut):
+    error: Literal["payload_too_large"]
+
+
+class MethodNotAllowed(ErrorOut):
+    error: Literal["method_not_allowed"]
+
+
+class InvalidRequest(ErrorOut):
+    error: Literal["invalid_request"]
+
+
+class OrderRejected(ErrorOut):
+    error: Literal["invalid_request", "invalid_order", "unknown_sku", "too_many_items"]
+
+
+class NotFound(ErrorOut):
+    error: Literal["not_found"]
+
+
+class StockNotFound(ErrorOut):
+    error: Literal["unknown_sku"]
+
+
+class QueryUnavailable(ErrorOut):
+    error: Literal["unavailable"]
+
+
+class OrderUnavailable(ErrorOut):
+    error: Literal["shutting_down", "unavailable"]
+
+
+class StockUnavailable(ErrorOut):
+    error: Literal["shutting_down", "lock_unavailable", "unavailable"]
+
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def _errors(*declared: tuple[int, type[ErrorOut], str]) -> Responses:
+    """The error answers of one operation; 405 and 413 come from the routing and the body
+    limit, which every path goes through."""
+    responses: Responses = {
+        405: {
+            "model": MethodNotAllowed,
+            "description": "method_not_allowed: a method this path does not serve",
+            "headers": {
+                "Allow": {
+                    "description": "the methods this path serves (RFC 9110)",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        413: {
+            "model": PayloadTooLarge,
+            "description": "payload_too_large: a request body over MAX_BODY_BYTES, announced "
+            "by Content-Length or streamed",
+        },
+    }
+    for status, model, description in declared:
+        responses[status] = {"model": model, "description": description}
+    return responses
+
+
+def _link(operation_id: str, description: str, **link: Any) -> dict[str, Any]:
+    return {"operationId": operation_id, "description": description, **link}
+
+
+_QUERY_UNAVAILABLE = (503, QueryUnavailable, "unavailable: the database did not answer")
+_BAD_ID = (422, InvalidRequest, "invalid_request: the id is not a UUID")
 
 
 def _error(status: int, error: str, message: str, detail: Any = None) -> JSONResponse:
@@ -218,19 +357,24 @@ def _validation_message(errors: list[Any]) -> tuple[int, str, str]:
     return 422, "invalid_request", "; ".join(parts)
 
 
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return sorted(methods)
+
+
 def create_app(runtime: Runtime) -> FastAPI:
     settings = runtime.settings
     app = FastAPI(
         title="saga-service",
         version=__version__,
         description="Order saga (reserve stock -> charge payment -> confirm, compensated in "
-        "reverse on failure) over Postgres, Redis locks and Kafka.",
-        responses={
-            400: {"model": ErrorOut},
-            413: {"model": ErrorOut},
-            422: {"model": ErrorOut},
-            503: {"model": ErrorOut},
-        },
+        "reverse on failure) over Postgres, Redis locks and Kafka. Every error answer is "
+        "`{error, message, detail}`; bad input always gets a 4xx, never a 5xx.",
     )
 
     @app.exception_handler(RequestValidationError)
@@ -241,9 +385,22 @@ def create_app(runtime: Runtime) -> FastAPI:
         return _error(status, code, message, safe)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {413: "payload_too_large", 404: "not_found", 405: "method_not_allowed"}
-        return _error(exc.status_code, code.get(exc.status_code, "http_error"), str(exc.detail))
+    async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            # Starlette's Allow names only the first route whose path matched; /stock/{sku}
+            # is two routes (GET, PUT), and RFC 9110 wants every method the path serves.
+            allowed = ", ".join(_allowed_methods(app, request.scope))
+            response = _error(
+                405, "method_not_allowed", f"{request.method} not allowed; allowed: {allowed}"
+            )
+            response.headers["Allow"] = allowed
+            return response
+        # FastAPI raises 400 for a body it cannot even decode (not UTF-8, say).
+        code = {400: "malformed_json", 413: "payload_too_large", 404: "not_found"}
+        response = _error(exc.status_code, code.get(exc.status_code, "http_error"), str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(InvalidOrder)
     async def _on_invalid(_: Request, exc: InvalidOrder) -> JSONResponse:
@@ -262,7 +419,45 @@ def create_app(runtime: Runtime) -> FastAPI:
         log.exception("request failed")
         return _error(503, "unavailable", f"temporary failure: {type(exc).__name__}")
 
-    @app.post("/orders", status_code=202, response_model=OrderAccepted)
+    @app.post(
+        "/orders",
+        operation_id="place_order",
+        status_code=202,
+        response_model=OrderAccepted,
+        responses={
+            202: {
+                "description": "accepted; the saga runs in the background",
+                "links": {
+                    "GetOrder": _link(
+                        "get_order",
+                        "the order, to poll for its outcome",
+                        parameters={"order_id": "$response.body#/order_id"},
+                    ),
+                    "GetSaga": _link(
+                        "get_saga",
+                        "the order's saga and its steps",
+                        parameters={"saga_id": "$response.body#/saga_id"},
+                    ),
+                },
+            },
+            **_errors(
+                (400, MalformedJson, "malformed_json: the body is not valid JSON"),
+                (
+                    422,
+                    OrderRejected,
+                    "invalid_request: a field breaks the schema; invalid_order: a SKU "
+                    "appears on more than one line; unknown_sku: a SKU has no stock set "
+                    "(detail.skus names them); too_many_items: more than MAX_ORDER_ITEMS",
+                ),
+                (
+                    503,
+                    OrderUnavailable,
+                    "shutting_down: this instance is stopping, retry; unavailable: the "
+                    "database did not answer",
+                ),
+            ),
+        },
+    )
     async def place_order(body: OrderIn) -> OrderAccepted | JSONResponse:
         """Accept an order and start its saga; poll GET /orders/{order_id} for the outcome."""
         if runtime.shutting_down:
@@ -277,7 +472,26 @@ def create_app(runtime: Runtime) -> FastAPI:
         placed = await runtime.executor.place_order(body.customer_id, items)
         return OrderAccepted(order_id=placed.order_id, saga_id=placed.saga_id)
 
-    @app.get("/orders/{order_id}", response_model=OrderOut, responses={404: {"model": ErrorOut}})
+    @app.get(
+        "/orders/{order_id}",
+        operation_id="get_order",
+        response_model=OrderOut,
+        responses={
+            200: {
+                "description": "the order",
+                "links": {
+                    "GetSaga": _link(
+                        "get_saga",
+                        "the order's saga",
+                        parameters={"saga_id": "$response.body#/saga_id"},
+                    )
+                },
+            },
+            **_errors(
+                (404, NotFound, "not_found: no order with this id"), _BAD_ID, _QUERY_UNAVAILABLE
+            ),
+        },
+    )
     async def get_order(order_id: uuid.UUID) -> OrderOut | JSONResponse:
         assert runtime.pool is not None
         async with runtime.pool.connection() as conn:
@@ -286,7 +500,26 @@ def create_app(runtime: Runtime) -> FastAPI:
             return _error(404, "not_found", f"no order {order_id}")
         return OrderOut(**row)
 
-    @app.get("/sagas/{saga_id}", response_model=SagaOut, responses={404: {"model": ErrorOut}})
+    @app.get(
+        "/sagas/{saga_id}",
+        operation_id="get_saga",
+        response_model=SagaOut,
+        responses={
+            200: {
+                "description": "the saga, its steps so far and the order's status",
+                "links": {
+                    "GetOrder": _link(
+                        "get_order",
+                        "the saga's order",
+                        parameters={"order_id": "$response.body#/order_id"},
+                    )
+                },
+            },
+            **_errors(
+                (404, NotFound, "not_found: no saga with this id"), _BAD_ID, _QUERY_UNAVAILABLE
+            ),
+        },
+    )
     async def get_saga(saga_id: uuid.UUID) -> SagaOut | JSONResponse:
         assert runtime.pool is not None
         async with runtime.pool.connection() as conn:
@@ -307,18 +540,73 @@ def create_app(runtime: Runtime) -> FastAPI:
             finished_at=row["finished_at"],
         )
 
-    @app.put("/stock/{sku}", response_model=StockOut)
-    async def put_stock(sku: str, body: StockIn) -> StockOut | JSONResponse:
+    @app.put(
+        "/stock/{sku}",
+        operation_id="put_stock",
+        response_model=StockOut,
+        responses={
+            200: {
+                "description": "the stock level after the change",
+                "links": {
+                    "GetStock": _link(
+                        "get_stock", "the same SKU", parameters={"sku": "$response.body#/sku"}
+                    ),
+                    # What makes an order acceptable is state (the SKU has stock), which
+                    # no schema can say; this link lets a client (or a fuzzer) follow it.
+                    "PlaceOrder": _link(
+                        "place_order",
+                        "an order for one unit of this SKU",
+                        requestBody={
+                            "items": [
+                                {
+                                    "sku": "$response.body#/sku",
+                                    "quantity": 1,
+                                    "unit_price_cents": 100,
+                                }
+                            ]
+                        },
+                    ),
+                },
+            },
+            **_errors(
+                (400, MalformedJson, "malformed_json: the body is not valid JSON"),
+                (
+                    422,
+                    InvalidRequest,
+                    "invalid_request: the SKU does not match its pattern or the body breaks "
+                    "the schema",
+                ),
+                (
+                    503,
+                    StockUnavailable,
+                    "shutting_down: this instance is stopping, retry; lock_unavailable: the "
+                    "SKU's lock (Redis) could not be taken; unavailable: the database did "
+                    "not answer",
+                ),
+            ),
+        },
+    )
+    async def put_stock(sku: SkuPath, body: StockIn) -> StockOut | JSONResponse:
         """Set the units available for sale (units reserved by sagas are kept apart)."""
         if runtime.shutting_down:
             return _error(503, "shutting_down", "this instance is shutting down; retry")
-        validate_sku(sku)
         level = await runtime.executor.set_stock(sku, body.quantity)
         return StockOut(sku=level.sku, available=level.available, reserved=level.reserved)
 
-    @app.get("/stock/{sku}", response_model=StockOut, responses={404: {"model": ErrorOut}})
-    async def get_stock(sku: str) -> StockOut | JSONResponse:
-        validate_sku(sku)
+    @app.get(
+        "/stock/{sku}",
+        operation_id="get_stock",
+        response_model=StockOut,
+        responses={
+            200: {"description": "the stock level"},
+            **_errors(
+                (404, StockNotFound, "unknown_sku: no stock was ever set for this SKU"),
+                (422, InvalidRequest, "invalid_request: the SKU does not match its pattern"),
+                _QUERY_UNAVAILABLE,
+            ),
+        },
+    )
+    async def get_stock(sku: SkuPath) -> StockOut | JSONResponse:
         assert runtime.pool is not None
         async with runtime.pool.connection() as conn:
             level = await repository.get_stock(conn, sku)
@@ -355,6 +643,18 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # MAX_ORDER_ITEMS is a setting, so the models cannot carry it; the document must.
+        if app.openapi_schema is None:
+            items = build_openapi()["components"]["schemas"]["OrderIn"]["properties"]["items"]
+            items["maxItems"] = min(settings.max_order_items, ORDER_ITEMS_PARSE_LIMIT)
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     # Added last = outermost: the request context wraps the size limit, so 413s are counted.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
