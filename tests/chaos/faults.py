@@ -65,10 +65,29 @@ def _status(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def container_pid(pod: dict[str, Any]) -> tuple[str, int]:
-    """(node, PID in the node's PID namespace) of the pod's main container."""
+    """(node, PID in the node's PID namespace) of the pod's main container, which must be
+    running (an exited one reports PID 0, and `kill -STOP 0` would stop the caller)."""
     node = pod["spec"]["nodeName"]
     container_id = _status(pod)["containerID"].split("://", 1)[1]
     info = json.loads(on_node(node, "crictl", "inspect", container_id))
+    pid = int(info["info"].get("pid", 0))
+    if info["status"]["state"] != "CONTAINER_RUNNING" or pid <= 1:
+        raise CommandFailed(f"{pod['metadata']['name']}: container not running (pid {pid})")
+    return node, pid
+
+
+def sandbox_pid(pod: dict[str, Any]) -> tuple[str, int]:
+    """(node, PID) of the pod's sandbox (its pause process), which holds the pod's network
+    namespace for as long as the pod lives, across restarts of its containers."""
+    node = pod["spec"]["nodeName"]
+    meta = pod["metadata"]
+    ids = on_node(
+        node, "crictl", "pods", "--name", meta["name"], "--namespace", meta["namespace"],
+        "--state", "ready", "-q",
+    ).split()  # fmt: skip
+    if len(ids) != 1:
+        raise CommandFailed(f"{meta['name']}: {len(ids)} ready sandboxes on {node}")
+    info = json.loads(on_node(node, "crictl", "inspectp", ids[0]))
     return node, int(info["info"]["pid"])
 
 
@@ -100,12 +119,45 @@ def readiness_of(target: Target, pod_ip: str) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class Injected:
-    """A fault in progress: what heal needs, and what the report says of it."""
+    """A fault in progress: what heal needs, and what the report says of it. `hold`
+    overrides the kind's hold when the fault derives it from the release."""
 
     target: str
     heal: Callable[[], None] = lambda: None
     took_effect: Callable[[], bool] = lambda: True
     detail: dict[str, Any] = field(default_factory=dict)
+    hold: float | None = None
+
+
+class Rules:
+    """iptables DROP rules added one by one, so that a fault that fails half-way, or a heal,
+    removes exactly those that were added, and says so when one stays."""
+
+    def __init__(self) -> None:
+        # (node, command prefix such as nsenter into a namespace, table, chain, match)
+        self.added: list[tuple[str, list[str], str, str, list[str]]] = []
+
+    def add(self, node: str, prefix: list[str], table: str, chain: str, match: list[str]) -> None:
+        on_node(node, *prefix, "iptables", "-t", table, "-I", chain, "1", *self._rule(match))
+        self.added.append((node, prefix, table, chain, match))
+
+    def remove(self) -> None:
+        left = []
+        for node, prefix, table, chain, match in self.added:
+            base = [*prefix, "iptables", "-t", table]
+            on_node(node, *base, "-D", chain, *self._rule(match), check=False)
+            try:
+                on_node(node, *base, "-C", chain, *self._rule(match))
+                left.append(f"{node}: {table} {chain} {' '.join(match)}")
+            except CommandFailed:
+                pass  # -C fails when the rule is gone: what heal wants
+        self.added = []
+        if left:
+            raise CommandFailed("rules still in place after heal: " + "; ".join(left))
+
+    @staticmethod
+    def _rule(match: list[str]) -> list[str]:
+        return [*match, "-m", "comment", "--comment", TAG, "-j", "DROP"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,11 +207,15 @@ def delete_app(target: Target, choice: int) -> Injected:
 
 
 def freeze_app(target: Target, choice: int) -> Injected:
-    """SIGSTOP past the lock TTL and the saga lease: its locks expire, its sagas are taken
-    over, and its late writes must be refused (fencing). The kubelet's liveness probe may
-    restart it first; either way nothing may be applied twice."""
+    """SIGSTOP past the lock TTL and the saga lease (both from the app's configuration):
+    its locks expire, its sagas are taken over, and its late writes must be refused
+    (fencing). Past the liveness probe's budget the kubelet restarts it instead; either
+    way nothing may be applied twice."""
     pod = _pick(running_pods(target, target.app_selector), choice, "running app pod")
     name = pod["metadata"]["name"]
+    config = app_config(target)
+    lease = float(config.get("SAGA_LEASE_SECONDS", 30))
+    ttl = float(config.get("LOCK_TTL_MS", 5000)) / 1000
     node, pid = container_pid(pod)
     on_node(node, "kill", "-STOP", str(pid))
 
@@ -170,7 +226,10 @@ def freeze_app(target: Target, choice: int) -> Injected:
     def thaw() -> None:
         on_node(node, "kill", "-CONT", str(pid), check=False)  # gone if the kubelet restarted it
 
-    return Injected(target=name, took_effect=stopped, heal=thaw, detail={"node": node, "pid": pid})
+    return Injected(
+        target=name, took_effect=stopped, heal=thaw, hold=max(lease, ttl) + 5,
+        detail={"node": node, "pid": pid, "lease_s": lease, "lock_ttl_s": ttl},
+    )  # fmt: skip
 
 
 # --- nodes ---------------------------------------------------------------------------------
@@ -195,25 +254,39 @@ def node_running(node: str) -> bool:
     return docker("inspect", "-f", "{{.State.Running}}", node).strip() == "true"
 
 
+def node_ip(node: str) -> str:
+    return docker(
+        "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node
+    ).strip()
+
+
 def stop_node(target: Target, choice: int) -> Injected:
     """The node dies at once (SIGKILL to its container: no graceful shutdown, no goodbye to
     the API server), and comes back on heal with its disks, as after a power cut."""
     node = workers()[choice % len(workers())]
+    release = f"app.kubernetes.io/instance={target.release}"
     hosted = sorted(
-        p["metadata"]["name"]
-        for p in pods(target, f"app.kubernetes.io/instance={target.release}")
-        if p["spec"].get("nodeName") == node
+        p["metadata"]["name"] for p in pods(target, release) if p["spec"].get("nodeName") == node
     )
+    address = node_ip(node)
     docker("kill", node)
+    detail: dict[str, Any] = {"pods_on_node": hosted, "ip": address}
+
+    def started() -> bool:
+        if not node_running(node):
+            docker("start", node)  # a failed start raises: wait_until tries again
+        return node_running(node)
 
     def start() -> None:
-        docker("start", node)
+        # Whatever happens, the node must come back: the rest of the run depends on it.
+        if wait_until(f"{node} running", started, 120, 3.0) is None:
+            raise CommandFailed(f"{node} does not start again")
+        if node_ip(node) != address:
+            detail["ip_after"] = node_ip(node)
+            raise CommandFailed(f"{node} came back on {node_ip(node)}, not {address}")
 
     return Injected(
-        target=node,
-        took_effect=lambda: not node_running(node),
-        heal=start,
-        detail={"pods_on_node": hosted},
+        target=node, took_effect=lambda: not node_running(node), heal=start, detail=detail
     )
 
 
@@ -222,55 +295,20 @@ def partition_node(target: Target, choice: int) -> Injected:
     node, both ways; loopback and the node's own pods keep talking to each other. raw and
     mangle are tables that neither kube-proxy nor kube-router rewrite."""
     node = workers()[choice % len(workers())]
-    rules = [
-        ("raw", "PREROUTING", "-i"),
-        ("mangle", "POSTROUTING", "-o"),
-    ]
-    for table, chain, direction in rules:
-        on_node(
-            node,
-            "iptables",
-            "-t",
-            table,
-            "-I",
-            chain,
-            "1",
-            direction,
-            "eth0",
-            "-m",
-            "comment",
-            "--comment",
-            TAG,
-            "-j",
-            "DROP",
-        )
     api = control_plane_ip()
+    rules = Rules()
+    try:
+        rules.add(node, [], "raw", "PREROUTING", ["-i", "eth0"])
+        rules.add(node, [], "mangle", "POSTROUTING", ["-o", "eth0"])
+    except CommandFailed:
+        rules.remove()
+        raise
 
     def cut_off() -> bool:
         probe = f"timeout 2 bash -c '</dev/tcp/{api}/6443' 2>/dev/null && echo open || echo cut"
         return on_node(node, "bash", "-c", probe, check=False).strip() == "cut"
 
-    def heal() -> None:
-        for table, chain, direction in rules:
-            on_node(
-                node,
-                "iptables",
-                "-t",
-                table,
-                "-D",
-                chain,
-                direction,
-                "eth0",
-                "-m",
-                "comment",
-                "--comment",
-                TAG,
-                "-j",
-                "DROP",
-                check=False,
-            )
-
-    return Injected(target=node, took_effect=cut_off, heal=heal, detail={"api": api})
+    return Injected(target=node, took_effect=cut_off, heal=rules.remove, detail={"api": api})
 
 
 # --- dependencies cut from the app ---------------------------------------------------------
@@ -310,72 +348,35 @@ def app_ports(target: Target) -> dict[str, list[int]]:
 
 def cut_dependency(dependency: str) -> Callable[[Target, int], Injected]:
     """Every app pod loses `dependency`: its packets to those ports dropped inside the pod's
-    network namespace, so established connections hang as on a real network fault."""
+    network namespace (entered through the pod's sandbox, which outlives a restarted
+    container), so established connections hang as on a real network fault."""
 
     def inject(target: Target, choice: int) -> Injected:
         ports = ",".join(str(p) for p in app_ports(target)[dependency])
-        cut = []
-        for pod in running_pods(target, target.app_selector):
-            node, pid = container_pid(pod)
-            on_node(
-                node,
-                "nsenter",
-                "-t",
-                str(pid),
-                "-n",
-                "iptables",
-                "-I",
-                "OUTPUT",
-                "1",
-                "-p",
-                "tcp",
-                "-m",
-                "multiport",
-                "--dports",
-                ports,
-                "-m",
-                "comment",
-                "--comment",
-                TAG,
-                "-j",
-                "DROP",
-            )
-            cut.append((pod["metadata"]["name"], pod["status"]["podIP"], node, pid))
+        rules = Rules()
+        cut: list[tuple[str, str, str]] = []  # (name, uid, pod IP)
+        try:
+            for pod in running_pods(target, target.app_selector):
+                node, pid = sandbox_pid(pod)
+                match = ["-p", "tcp", "-m", "multiport", "--dports", ports]
+                rules.add(node, ["nsenter", "-t", str(pid), "-n"], "filter", "OUTPUT", match)
+                meta = pod["metadata"]
+                cut.append((meta["name"], meta["uid"], pod["status"]["podIP"]))
+        except CommandFailed:
+            rules.remove()
+            raise
 
         def seen_by_app() -> bool:
-            answers = [readiness_of(target, ip) for _, ip, _, _ in cut]
-            return all(dependency in (a["body"] or {}).get("failing", []) for a in answers)
-
-        def heal() -> None:
-            for _, _, node, pid in cut:
-                on_node(
-                    node,
-                    "nsenter",
-                    "-t",
-                    str(pid),
-                    "-n",
-                    "iptables",
-                    "-D",
-                    "OUTPUT",
-                    "-p",
-                    "tcp",
-                    "-m",
-                    "multiport",
-                    "--dports",
-                    ports,
-                    "-m",
-                    "comment",
-                    "--comment",
-                    TAG,
-                    "-j",
-                    "DROP",
-                    check=False,
-                )
+            alive = {p["metadata"]["uid"] for p in pods(target, target.app_selector)}
+            answers = [readiness_of(target, ip) for _, uid, ip in cut if uid in alive]
+            return bool(answers) and all(
+                dependency in (a["body"] or {}).get("failing", []) for a in answers
+            )
 
         return Injected(
-            target=",".join(name for name, _, _, _ in cut),
+            target=",".join(name for name, _, _ in cut),
             took_effect=seen_by_app,
-            heal=heal,
+            heal=rules.remove,
             detail={"ports": ports},
         )
 
@@ -386,36 +387,28 @@ def cut_dependency(dependency: str) -> Callable[[Target, int], Injected]:
 
 
 def redis_master(target: Target) -> dict[str, Any]:
-    """The pod the Sentinels name as master (replication), or the only Redis pod."""
+    """The pod most Sentinels name as master (replication), or the only Redis pod."""
     redis = running_pods(target, target.selector("redis"))
     if len(redis) == 1:
         return redis[0]
-    master_set = app_config(target).get("REDIS_SENTINEL_MASTER", "mymaster")
+    config = app_config(target)
+    master_set = config.get("REDIS_SENTINEL_MASTER", "mymaster")
+    port = next(iter(app_ports(target)["redis"][1:]), 26379)
+    votes: dict[str, int] = {}
     for pod in redis:
         out = kubectl(
-            "exec",
-            "-n",
-            target.namespace,
-            pod["metadata"]["name"],
-            "-c",
-            "sentinel",
-            "--",
-            "redis-cli",
-            "-p",
-            "26379",
-            "SENTINEL",
-            "get-master-addr-by-name",
-            master_set,
+            "exec", "-n", target.namespace, pod["metadata"]["name"], "-c", "sentinel", "--",
+            "redis-cli", "-p", str(port), "SENTINEL", "get-master-addr-by-name", master_set,
             check=False,
-        )
-        address = out.split()[0] if out.split() else ""
+        ).split()  # fmt: skip
         for candidate in redis:
             name = candidate["metadata"]["name"]
-            if address and (
-                candidate["status"].get("podIP") == address or address.split(".")[0] == name
-            ):
-                return candidate
-    raise CommandFailed("no Sentinel names a master among the Redis pods")
+            if out and (candidate["status"].get("podIP") == out[0] or out[0].split(".")[0] == name):
+                votes[name] = votes.get(name, 0) + 1
+    if not votes:
+        raise CommandFailed("no Sentinel names a master among the Redis pods")
+    chosen = max(votes, key=lambda name: votes[name])
+    return next(p for p in redis if p["metadata"]["name"] == chosen)
 
 
 def kill_pod_process(

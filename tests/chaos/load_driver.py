@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import random
+import socket
 import sys
 import threading
 import time
@@ -44,7 +45,9 @@ def emit(line: dict[str, Any]) -> None:
 class Api:
     def __init__(self, target: str) -> None:
         parts = urlsplit(target)
-        self.host = parts.hostname or "localhost"
+        # Resolved once: a lookup per request is not bounded by the connect timeout, and
+        # DNS may be on the node a fault just took away.
+        self.host = socket.gethostbyname(parts.hostname or "localhost")
         self.port = parts.port or 80
 
     def call(
@@ -108,14 +111,17 @@ def place(api: Api, seq: int, sku: str, quantity: int, customer: str) -> None:
         "error": error,
         "served_by": headers.get("x-served-by", ""),
     }
+    code = str(answer.get("error", "")) if isinstance(answer, dict) else ""
     if phase == "done" and status == 202 and isinstance(answer, dict):
         line.update(outcome="ok", order_id=answer["order_id"], saga_id=answer["saga_id"])
-    elif phase == "answer":
+    elif phase == "answer" or (status is not None and status >= 500 and code != "shutting_down"):
+        # No answer, or the app's own trouble (a connection lost during COMMIT answers 503
+        # too): the order may exist.
         line["outcome"] = "info"
     else:
         line["outcome"] = "fail"
-        if isinstance(answer, dict) and not error:
-            line["error"] = str(answer.get("error", ""))
+    if code and not error:
+        line["error"] = code
     emit(line)
     if line["outcome"] == "ok":
         with _accepted_lock:
@@ -195,7 +201,9 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=600, help="hard bound on load")
     parser.add_argument("--settle-seconds", type=float, default=300)
     parser.add_argument("--stop-file", default="/tmp/chaos-stop")
-    parser.add_argument("--concurrency", type=int, default=48)
+    parser.add_argument(
+        "--concurrency", type=int, default=128, help="requests in flight (one may take 13 s)"
+    )
     args = parser.parse_args()
 
     api = Api(args.target)
@@ -232,7 +240,11 @@ def main() -> int:
         for view in pool.map(lambda op: final_view(api, op, deadline), list(_accepted)):
             emit(view)
     for sku in skus:
-        _, status, body, _, error = api.call("GET", f"/stock/{sku}")
+        while True:
+            _, status, body, _, error = api.call("GET", f"/stock/{sku}")
+            if status == 200 or time.time() > deadline + 60:
+                break
+            time.sleep(1.0)
         if status != 200:
             raise SystemExit(f"final stock of {sku} unreadable: {status} {error}")
         emit(

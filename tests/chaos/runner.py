@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.chaos.faults import KINDS, Injected, Target, pods, wait_until
+from tests.chaos.faults import KINDS, Injected, Target, pods, readiness_of, wait_until
 from tests.chaos.history import (
     Fault,
     FinalOrder,
@@ -89,8 +89,10 @@ def applicable(kinds: Sequence[str], target: Target) -> list[str]:
 
 
 class Whole:
-    """The release is whole: every node Ready, every pod of the release (Jobs' finished
-    pods aside) Running and Ready, the app Deployment at its desired replicas."""
+    """The release is whole: every node Ready, every pod of the release (finished or
+    failed ones aside: a ReplicaSet keeps an evicted pod) Ready, the app Deployment at its
+    desired replicas, and every app pod saying that all its dependencies answer, so the
+    next fault does not begin while the last one is still being repaired."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
@@ -104,7 +106,7 @@ class Whole:
             "-l", f"app.kubernetes.io/instance={self.target.release}",
         )["items"]  # fmt: skip
         for pod in release_pods:
-            if pod["status"].get("phase") == "Succeeded":
+            if pod["status"].get("phase") in ("Succeeded", "Failed"):
                 continue
             if pod["metadata"].get("deletionTimestamp") or not _condition(pod, "Ready"):
                 return False
@@ -112,7 +114,13 @@ class Whole:
             "get", "deployment", "-n", self.target.namespace, "-l", self.target.app_selector
         )["items"][0]
         want = int(deployment["spec"].get("replicas", 1))
-        return int(deployment["status"].get("readyReplicas", 0)) >= want
+        if int(deployment["status"].get("readyReplicas", 0)) < want:
+            return False
+        app = ready_pods(self.target.namespace, self.target.app_selector)
+        return all(
+            (readiness_of(self.target, p["status"]["podIP"])["body"] or {}).get("status") == "ok"
+            for p in app
+        )
 
 
 def _condition(obj: dict[str, Any], kind: str) -> bool:
@@ -139,8 +147,8 @@ class Sampler(threading.Thread):
         while not self.stopped.wait(self.every):
             try:
                 ready = len(ready_pods(self.target.namespace, self.target.app_selector))
-            except CommandFailed:
-                continue  # the API server itself may be unreachable for a moment
+            except Exception:  # a sample missed is a gap in the plot; the thread must go on
+                continue
             self.samples.append(Sample(at=time.time(), ready_pods=ready, backlog=self._backlog()))
 
     def _backlog(self) -> float | None:
@@ -164,13 +172,18 @@ def run_fault(target: Target, planned: Planned, settings: Settings, whole: Whole
         effect_at = wait_until(
             f"{kind.name} to take effect", injected.took_effect, settings.effect_timeout
         )
-        threading.Event().wait(max(0.0, start + kind.hold_seconds - time.time()))
-    except CommandFailed as exc:
-        detail["error"] = str(exc)[:500]
+        hold = kind.hold_seconds if injected.hold is None else injected.hold
+        threading.Event().wait(max(0.0, start + hold - time.time()))
+    except Exception as exc:  # recorded: a fault that never took effect is a violation
+        detail["error"] = f"{type(exc).__name__}: {exc}"[:500]
         log(f"  could not inject: {exc}")
     finally:
         if injected is not None:
-            injected.heal()
+            try:
+                injected.heal()
+            except Exception as exc:
+                detail["heal_error"] = f"{type(exc).__name__}: {exc}"[:500]
+                log(f"  HEAL FAILED: {exc}")
     heal_at = time.time()
     recovered_at = wait_until("the release whole again", whole, settings.recovery_timeout, 2.0)
     log(

@@ -35,9 +35,12 @@ def _tool(name: str) -> str:
 def run(
     argv: Sequence[str], *, timeout: float = 300, check: bool = True, stdin: str | None = None
 ) -> str:
-    proc = subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=timeout, check=False, input=stdin
-    )
+    try:
+        proc = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False, input=stdin
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise CommandFailed(f"{' '.join(argv)} did not finish within {timeout:.0f}s") from exc
     if check and proc.returncode != 0:
         raise CommandFailed(
             f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr or proc.stdout}"

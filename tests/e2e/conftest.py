@@ -92,8 +92,15 @@ def release(cluster: list[str]) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def ha_release(cluster: list[str]) -> Iterator[str]:
     """The local profile with the replicated data layer (values/local-ha.yaml), shared by
-    the fault campaign and the failover tests: installed once, it is the heaviest."""
-    with installed_release(install_values("local-ha.yaml"), prefix="saga-ha") as namespace:
+    the fault campaign and the failover tests: installed once, it is the heaviest.
+    A fixed number of app pods (the HPA's scale-ins would be faults of their own) and a
+    10 s saga lease, so that a frozen pod's lease and locks expire before its liveness
+    probe would restart it, and the fencing path is what the freeze exercises."""
+    values = [
+        *install_values("local-ha.yaml"),
+        "--set", "autoscaling.enabled=false", "--set", "config.sagaLeaseSeconds=10",
+    ]  # fmt: skip
+    with installed_release(values, prefix="saga-ha") as namespace:
         yield namespace
 
 

@@ -23,7 +23,7 @@ from tests.chaos.schedule import plan
 from tests.e2e.cluster import RELEASE
 from tests.e2e.releases import RESULTS
 
-pytestmark = pytest.mark.timeout(2400)
+pytestmark = pytest.mark.timeout(3600)
 
 SEED = int(os.environ.get("SAGA_CHAOS_SEED", "20261201"))
 
