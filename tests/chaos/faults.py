@@ -1,7 +1,7 @@
 """The fault kinds of a campaign, each as inject / a probe that it took effect / heal.
 
 Faults act on what Kubernetes and the node runtime expose, never on the app's internals:
-a container's process is found through the pod's containerID and the node's `crictl`; a
+a container's process is found through the pod's containerID and the node's containerd; a
 node is its container (kind's model: one container per node, named as the node); a
 partition or a cut is iptables inside the node's or the pod's network namespace. Only
 containers and namespaces of this run's own cluster are touched.
@@ -64,31 +64,37 @@ def _status(pod: dict[str, Any]) -> dict[str, Any]:
     return next(s for s in statuses if s["name"] == main)
 
 
+def _container_id(pod: dict[str, Any]) -> str:
+    return str(_status(pod)["containerID"]).split("://", 1)[1]
+
+
 def container_pid(pod: dict[str, Any]) -> tuple[str, int]:
-    """(node, PID in the node's PID namespace) of the pod's main container, which must be
-    running (an exited one reports PID 0, and `kill -STOP 0` would stop the caller)."""
-    node = pod["spec"]["nodeName"]
-    container_id = _status(pod)["containerID"].split("://", 1)[1]
-    info = json.loads(on_node(node, "crictl", "inspect", container_id))
-    pid = int(info["info"].get("pid", 0))
-    if info["status"]["state"] != "CONTAINER_RUNNING" or pid <= 1:
-        raise CommandFailed(f"{pod['metadata']['name']}: container not running (pid {pid})")
-    return node, pid
+    """(node, PID in the node's PID namespace) of the pod's main container, from the node's
+    containerd (`ctr`; CRI names the containerd task as the container). It must be running:
+    an exited task reports PID 0, and `kill -STOP 0` would stop the caller."""
+    node, wanted = pod["spec"]["nodeName"], _container_id(pod)
+    for line in on_node(node, "ctr", "-n", "k8s.io", "task", "ls").splitlines()[1:]:
+        task, pid, status = [*line.split(), "", "", ""][:3]
+        if task == wanted:
+            if status != "RUNNING" or int(pid) <= 1:
+                break
+            return node, int(pid)
+    raise CommandFailed(f"{pod['metadata']['name']}: main container not running on {node}")
 
 
 def sandbox_pid(pod: dict[str, Any]) -> tuple[str, int]:
-    """(node, PID) of the pod's sandbox (its pause process), which holds the pod's network
-    namespace for as long as the pod lives, across restarts of its containers."""
+    """(node, PID) of the pod's sandbox, which holds the pod's network namespace for as long
+    as the pod lives, across restarts of its containers: the container's OCI spec joins the
+    network namespace at /proc/<sandbox PID>/ns/net."""
     node = pod["spec"]["nodeName"]
-    meta = pod["metadata"]
-    ids = on_node(
-        node, "crictl", "pods", "--name", meta["name"], "--namespace", meta["namespace"],
-        "--state", "ready", "-q",
-    ).split()  # fmt: skip
-    if len(ids) != 1:
-        raise CommandFailed(f"{meta['name']}: {len(ids)} ready sandboxes on {node}")
-    info = json.loads(on_node(node, "crictl", "inspectp", ids[0]))
-    return node, int(info["info"]["pid"])
+    info = json.loads(
+        on_node(node, "ctr", "-n", "k8s.io", "containers", "info", _container_id(pod))
+    )
+    for namespace in info["Spec"]["linux"]["namespaces"]:
+        path = str(namespace.get("path", ""))
+        if namespace["type"] == "network" and path.startswith("/proc/"):
+            return node, int(path.split("/")[2])
+    raise CommandFailed(f"{pod['metadata']['name']}: no sandbox network namespace found")
 
 
 def restart_count(target: Target, name: str) -> int:
