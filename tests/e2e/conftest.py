@@ -98,7 +98,8 @@ def ha_release(cluster: list[str]) -> Iterator[str]:
     probe would restart it, and the fencing path is what the freeze exercises."""
     values = [
         *install_values("local-ha.yaml"),
-        "--set", "autoscaling.enabled=false", "--set", "config.sagaLeaseSeconds=10",
+        "--set", "autoscaling.enabled=false", "--set", "autoscaling.backlog.enabled=false",
+        "--set", "config.sagaLeaseSeconds=10",
     ]  # fmt: skip
     with installed_release(values, prefix="saga-ha") as namespace:
         yield namespace
