@@ -59,11 +59,11 @@ bench: tools services-deps ## benchmarks: saga throughput/latency, make up times
 	$(PY) -m tests.bench.cluster_bench
 	$(PY) -m tests.bench.scaling_bench
 
-CHAOS_ARGS ?= --install local-ha.yaml --faults 22
+CHAOS_ARGS ?= run --install local-ha.yaml --faults 22
 .PHONY: chaos
-chaos: tools ## fault campaign (kills, freezes, node stop, partition, dependency cuts) checked against the saga invariants; ARGS="--faults 100 --seed 7 ..." (see --help); report under bench-results/chaos/
+chaos: tools ## fault campaign (kills, freezes, node stop, partition, dependency cuts) checked against the saga invariants; ARGS="run --faults 100 --seed 7 ..." or ARGS="check DIR" (see --help); report under bench-results/chaos/
 	ci/up.sh --no-install
-	$(PY) -m tests.chaos run $(or $(ARGS),$(CHAOS_ARGS))
+	$(PY) -m tests.chaos $(or $(ARGS),$(CHAOS_ARGS))
 
 .PHONY: chart-readme
 chart-readme: ## regenerate the charts' README values tables
