@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with installed_release(
             install_values(*args.install) if args.install else None,
-            namespace=args.namespace, release=args.release, keep=args.keep,
+            namespace=args.namespace, release=args.release, keep=args.keep, prefix="saga-chaos",
         ) as namespace:  # fmt: skip
             target = Target(namespace, args.release, app_selector(args.release), "")
             kinds = applicable(kinds, target)

@@ -184,19 +184,6 @@ def _pick(items: list[dict[str, Any]], choice: int, what: str) -> dict[str, Any]
 # --- app processes ------------------------------------------------------------------------
 
 
-def kill_app(target: Target, choice: int) -> Injected:
-    pod = _pick(running_pods(target, target.app_selector), choice, "running app pod")
-    name = pod["metadata"]["name"]
-    before = restart_count(target, name)
-    node, pid = container_pid(pod)
-    on_node(node, "kill", "-KILL", str(pid))
-    return Injected(
-        target=name,
-        took_effect=lambda: restart_count(target, name) > before,
-        detail={"node": node, "pid": pid, "restarts_before": before},
-    )
-
-
 def delete_app(target: Target, choice: int) -> Injected:
     pod = _pick(running_pods(target, target.app_selector), choice, "running app pod")
     name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
@@ -435,6 +422,10 @@ def kill_pod_process(
     return inject
 
 
+def _running_app(target: Target, choice: int) -> dict[str, Any]:
+    return _pick(running_pods(target, target.app_selector), choice, "running app pod")
+
+
 def _one_of(name: str) -> Callable[[Target, int], dict[str, Any]]:
     return lambda target, choice: _pick(running_pods(target, target.selector(name)), choice, name)
 
@@ -442,7 +433,7 @@ def _one_of(name: str) -> Callable[[Target, int], dict[str, Any]]:
 KINDS: dict[str, FaultKind] = {
     kind.name: kind
     for kind in (
-        FaultKind("app-kill", "app container SIGKILLed", 0, kill_app),
+        FaultKind("app-kill", "app container SIGKILLed", 0, kill_pod_process(_running_app)),
         FaultKind("app-delete", "app pod deleted (graceful)", 0, delete_app),
         FaultKind("app-freeze", "app process SIGSTOPped past lock TTL and lease", 35, freeze_app),
         FaultKind("node-stop", "worker node container killed, started again", 120, stop_node),
