@@ -5,7 +5,8 @@ invariants, with recovery figures and a report (JSON, PNG timeline, Markdown sum
   python -m tests.chaos run --namespace saga --release saga --kinds app-kill,node-stop
   python -m tests.chaos check bench-results/chaos/<run-id>     # judge a saved run again
 
-Exit codes: 0 no invariant violated; 1 violations (listed, and in summary.md);
+Ctrl-C (or SIGTERM) ends a run early: the fault under way is healed, the run settles and
+is checked as usual. Exit codes: 0 no invariant violated; 1 violations (listed, and in summary.md);
 2 bad options; 3 the release or the cluster was not usable.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +22,7 @@ from pathlib import Path
 from tests.chaos import checker, figures, report
 from tests.chaos.faults import KINDS, Target
 from tests.chaos.history import History
-from tests.chaos.runner import Settings, app_selector, applicable, campaign, log
+from tests.chaos.runner import STOP, Settings, app_selector, applicable, campaign, log
 from tests.chaos.schedule import plan
 from tests.e2e.cluster import REPO, CommandFailed, install_values
 from tests.e2e.releases import installed_release
@@ -78,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return judge(history, args.run_dir)
 
     seed = args.seed if args.seed is not None else random.randrange(1 << 20)
+    # Ctrl-C ends the campaign early but cleanly: the fault under way is healed, the run
+    # settles and is checked like a finished one.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: STOP.set())
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     try:
         with installed_release(

@@ -43,6 +43,9 @@ from tests.e2e.cluster import (
 from tests.e2e.scaling import BACKLOG, EXTERNAL_API, quantity
 
 DRIVER = (Path(__file__).parent / "load_driver.py").read_text()
+# Set to end a campaign early (the CLI sets it on SIGINT/SIGTERM): the fault under way is
+# healed at once, no new one begins, and the run still settles and is checked.
+STOP = threading.Event()
 CLIENT_POD = "chaos-client"
 STOP_FILE = "/tmp/chaos-stop"
 
@@ -173,7 +176,7 @@ def run_fault(target: Target, planned: Planned, settings: Settings, whole: Whole
             f"{kind.name} to take effect", injected.took_effect, settings.effect_timeout
         )
         hold = kind.hold_seconds if injected.hold is None else injected.hold
-        threading.Event().wait(max(0.0, start + hold - time.time()))
+        STOP.wait(max(0.0, start + hold - time.time()))
     except Exception as exc:  # recorded: a fault that never took effect is a violation
         detail["error"] = f"{type(exc).__name__}: {exc}"[:500]
         log(f"  could not inject: {exc}")
@@ -244,12 +247,15 @@ def campaign(
         loaded = driver.wait_line("the load's start", lambda line: "started" in line, 360)
         history.load_started = float(loaded["started"])
         log(f"load: {settings.rate}/s on {settings.skus} SKUs through {service}:{port}")
-        threading.Event().wait(settings.warmup_seconds)
+        STOP.wait(settings.warmup_seconds)
         for planned in schedule:
+            if STOP.is_set():
+                log(f"stopped early after {len(history.faults)} of {len(schedule)} faults")
+                break
             fault = run_fault(target, planned, settings, whole)
             history.faults.append(fault)
             on_fault(fault)
-            threading.Event().wait(settings.cooldown_seconds)
+            STOP.wait(settings.cooldown_seconds)
         threading.Event().wait(settings.warmup_seconds)
     finally:
         kubectl("exec", "-n", settings.namespace, CLIENT_POD, "--", "touch", STOP_FILE)
