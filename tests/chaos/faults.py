@@ -9,6 +9,7 @@ containers and namespaces of this run's own cluster are touched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -271,6 +272,20 @@ def stop_node(target: Target, choice: int) -> Injected:
         return node_running(node)
 
     def start() -> None:
+        # What Kubernetes made of the loss while the node was down: the app pods and where.
+        with contextlib.suppress(CommandFailed):
+            detail["app_pods_before_restart"] = [
+                {
+                    "name": p["metadata"]["name"],
+                    "node": p["spec"].get("nodeName", ""),
+                    "created": p["metadata"]["creationTimestamp"],
+                    "ready": any(
+                        c["type"] == "Ready" and c["status"] == "True"
+                        for c in p["status"].get("conditions", [])
+                    ),
+                }
+                for p in pods(target, target.app_selector)
+            ]
         # Whatever happens, the node must come back: the rest of the run depends on it.
         if wait_until(f"{node} running", started, 120, 3.0) is None:
             raise CommandFailed(f"{node} does not start again")
