@@ -120,10 +120,8 @@ class Whole:
         if int(deployment["status"].get("readyReplicas", 0)) < want:
             return False
         app = ready_pods(self.target.namespace, self.target.app_selector)
-        return all(
-            (readiness_of(self.target, p["status"]["podIP"])["body"] or {}).get("status") == "ok"
-            for p in app
-        )
+        answers = readiness_of(self.target, [p["status"]["podIP"] for p in app])
+        return all((a["body"] or {}).get("status") == "ok" for a in answers.values())
 
 
 def _condition(obj: dict[str, Any], kind: str) -> bool:
