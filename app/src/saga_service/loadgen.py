@@ -784,8 +784,9 @@ class _Run:
         end_of_schedule = self.config.warmup + self.config.duration
         give_up_at = end_of_schedule + self.config.request_timeout
         for item in plan(self.config):
-            delay = item.offset - self.now()
-            if delay > 0:
+            # A loop, not one sleep: uvloop's timers run on a clock kept in whole
+            # milliseconds, so a single sleep can wake just before the offset.
+            while (delay := item.offset - self.now()) > 0:
                 await asyncio.sleep(delay)
             if self.stop.is_set():
                 return
