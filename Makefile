@@ -5,6 +5,9 @@ PY := .venv/bin/python
 PYTEST := $(PY) -m pytest
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
+# Every shell script: the *.sh files (sourced libraries included) and the ones named by a shebang.
+SHELL_SCRIPTS = $(sort $(shell git ls-files '*.sh') $(shell git grep -lE '^#! ?/(usr/)?bin/(env )?(ba)?sh'))
+
 # Tiers that exist: a tier is its folder under tests/ with at least one test file.
 TIERS := $(foreach t,unit integration e2e,$(if $(wildcard tests/$(t)/test_*.py),$(t)))
 
@@ -27,9 +30,11 @@ test: tools lint ## every test tier that exists (today: see `make help`)
 	@$(MAKE) --no-print-directory $(addprefix test-,$(TIERS))
 
 .PHONY: lint
-lint: ## ruff on all Python, and the chart README tables against values.yaml
+lint: ## ruff and mypy (strict) on all Python, shellcheck on every script, the chart README tables against values.yaml
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy app/src tests ci
+	.tools/bin/shellcheck $(SHELL_SCRIPTS)
 	$(PY) ci/chart-readme.py --check
 
 .PHONY: test-unit

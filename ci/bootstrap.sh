@@ -7,12 +7,13 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: ci/bootstrap.sh [--python] [--helm] [--all]
+Usage: ci/bootstrap.sh [--python] [--helm] [--promtool] [--shellcheck] [--all]
 
 Installs the pinned tools into the repository (nothing outside it but caches):
   --python   .venv from requirements/app.lock + requirements/dev.lock, app/ editable
   --helm     .tools/bin/helm (v4) and .tools/bin/helm3 (v3, for the render-equality check)
   --promtool promtool from Debian's prometheus package (checks the chart's alert rules)
+  --shellcheck shellcheck from Debian's package (make lint)
   --all      all of them (the default)
 
 Versions: ci/versions.sh.  Cache: $SAGA_STACK_CACHE (default ~/.cache/saga-stack).
@@ -28,14 +29,15 @@ tools="$repo/.tools/bin"
 step() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
 
-want_python=0 want_helm=0 want_promtool=0
+want_python=0 want_helm=0 want_promtool=0 want_shellcheck=0
 [ $# -eq 0 ] && set -- --all
 for arg in "$@"; do
   case "$arg" in
     --python) want_python=1 ;;
     --helm) want_helm=1 ;;
     --promtool) want_promtool=1 ;;
-    --all) want_python=1 want_helm=1 want_promtool=1 ;;
+    --shellcheck) want_shellcheck=1 ;;
+    --all) want_python=1 want_helm=1 want_promtool=1 want_shellcheck=1 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $arg" ;;
   esac
@@ -85,27 +87,30 @@ go_build_tool() {
   step "$name: $("$tools/$name" version --short 2>/dev/null || echo "$version")"
 }
 
-# promtool comes out of Debian's prometheus .deb, unpacked into .tools/bin: installing
-# the package would also start a Prometheus server on machines that run systemd.
-install_promtool() {
-  local debs="$cache/debs"
+# deb_tool PACKAGE BINARY: BINARY out of Debian's PACKAGE .deb (downloaded into the cache
+# once), unpacked into .tools/bin. Installing the package instead would need root for a
+# lint tool, and prometheus's would also start a server on machines that run systemd.
+deb_tool() {
+  local package=$1 binary=$2 debs="$cache/debs"
   mkdir -p "$debs" "$tools"
-  if ! ls "$debs"/prometheus_*.deb >/dev/null 2>&1; then
-    step "downloading Debian's prometheus package (for promtool)"
-    (cd "$debs" && { apt-get download prometheus >/dev/null 2>&1 \
-      || { apt-get update -qq && apt-get download prometheus >/dev/null; }; }) \
-      || die "could not download Debian's prometheus package (for promtool)"
+  if ! compgen -G "$debs/${package}_*.deb" >/dev/null; then
+    step "downloading Debian's $package package (for $binary)"
+    (cd "$debs" && { apt-get download "$package" >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get download "$package" >/dev/null; }; }) \
+      || die "could not download Debian's $package package (for $binary)"
   fi
-  local unpacked
+  local unpacked found
+  found=("$debs/${package}"_*.deb)
   unpacked=$(mktemp -d)
-  dpkg-deb -x "$(ls "$debs"/prometheus_*.deb | tail -n 1)" "$unpacked"
-  install -m 0755 "$unpacked/usr/bin/promtool" "$tools/promtool"
+  dpkg-deb -x "${found[-1]}" "$unpacked"
+  install -m 0755 "$unpacked/usr/bin/$binary" "$tools/$binary"
   rm -rf "$unpacked"
-  step "promtool: $("$tools/promtool" --version 2>&1 | head -n 1)"
+  step "$binary: $("$tools/$binary" --version 2>&1 | grep -m 1 -iE 'version')"
 }
 
 [ "$want_python" = 1 ] && install_python
-[ "$want_promtool" = 1 ] && install_promtool
+[ "$want_promtool" = 1 ] && deb_tool prometheus promtool
+[ "$want_shellcheck" = 1 ] && deb_tool shellcheck shellcheck
 if [ "$want_helm" = 1 ]; then
   go_build_tool helm.sh/helm/v4/cmd/helm "$HELM_VERSION" helm
   go_build_tool helm.sh/helm/v3/cmd/helm "$HELM3_VERSION" helm3

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the variables are read by the scripts that source it
 # The one place where every pinned tool version lives.
 # Sourced by the scripts under ci/ and read by tests (KEY=value lines only).
 HELM_VERSION=v4.3.1

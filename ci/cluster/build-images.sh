@@ -43,6 +43,7 @@ kp_base() {
     need mmdebstrap "apt-get install -y mmdebstrap"
     mkdir -p "$(dirname "${tarf}")"
     log "mmdebstrap ${DEBIAN_SUITE} essential + ${KP_PKGS[*]} -> ${tarf}"
+    # shellcheck disable=SC2016  # the hook's $1 (the rootfs) is expanded by mmdebstrap, not here
     mmdebstrap --mode=root --variant=essential --format=tar \
       --include="$(IFS=,; echo "${KP_PKGS[*]}")" \
       --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \

@@ -221,4 +221,5 @@ for c in "${comps[@]}"; do
     *) die "unknown component '$c' (see --list)" ;;
   esac
 done
-log "done: $(ls "${BIN}" | tr '\n' ' ')"
+built=("${BIN}"/*)
+log "done: ${built[*]##*/}"

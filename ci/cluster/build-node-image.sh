@@ -43,6 +43,7 @@ if [[ ! -s "${ROOTFS}" ]]; then
   mkdir -p "$(dirname "${ROOTFS}")"
   log "mmdebstrap ${DEBIAN_SUITE} rootfs (${#PKGS[@]} packages) -> ${ROOTFS}"
   t0=$(date +%s)
+  # shellcheck disable=SC2016  # the hook's $1 (the rootfs) is expanded by mmdebstrap, not here
   mmdebstrap --mode=root --variant=minbase --format=tar \
     --include="$(IFS=,; echo "${PKGS[*]}")" \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
@@ -64,7 +65,8 @@ fi
 IMG_DIR="${SAGA_STACK_CACHE}/images/${K8S_VERSION}"
 BIN="${SAGA_STACK_CACHE}/k8s-build/${K8S_VERSION}/bin"
 # what goes into the image: our node files, the binaries, the baked image tars
-bake_key="$( { cat "${CLUSTER_DIR}/node/"* "${CLUSTER_DIR}/addons/local-path.yaml"; ls -l --time-style=+%s "${BIN}"/kube{adm,let,ctl} "${IMG_DIR}"/*.tar ${EXTRA_IMAGE_TARS:-} 2>/dev/null; } | sha256sum | cut -c1-16)"
+read -ra extra_tars <<<"${EXTRA_IMAGE_TARS:-}"
+bake_key="$( { cat "${CLUSTER_DIR}/node/"* "${CLUSTER_DIR}/addons/local-path.yaml"; ls -l --time-style=+%s "${BIN}"/kube{adm,let,ctl} "${IMG_DIR}"/*.tar "${extra_tars[@]}" 2>/dev/null; } | sha256sum | cut -c1-16)"
 if [[ $force == 0 ]] && [[ "$(docker image inspect -f '{{index .Config.Labels "saga-stack.node-key"}}' "${NODE_IMAGE_TAG}" 2>/dev/null)" == "${bake_key}" ]]; then
   log "${NODE_IMAGE_TAG} is up to date (key ${bake_key}; --force to rebuild)"; exit 0
 fi
@@ -127,7 +129,7 @@ if [[ ${NO_BAKE:-0} != 1 ]] && compgen -G "${IMG_DIR}/*.tar" >/dev/null; then
     docker exec "$bake" ctr version >/dev/null 2>&1 && break; sleep 1
   done
   docker exec "$bake" ctr version >/dev/null 2>&1 || die "containerd did not start in the bake container"
-  for t in "${IMG_DIR}"/*.tar ${EXTRA_IMAGE_TARS:-}; do
+  for t in "${IMG_DIR}"/*.tar "${extra_tars[@]}"; do
     docker exec -i "$bake" ctr -n k8s.io images import --all-platforms - < "$t" >/dev/null || die "import of $t failed"
   done
   docker exec "$bake" sh -c 'systemctl stop containerd; rm -rf /var/log/journal/* /etc/machine-id; : > /etc/machine-id'
@@ -143,5 +145,5 @@ fi
 # drop the image this one replaced, if nothing uses it any more (only ours: same tag)
 new_id="$(docker image inspect -f '{{.Id}}' "${NODE_IMAGE_TAG}")"
 if [[ -n "${old_id}" && "${old_id}" != "${new_id}" ]]; then
-  docker rmi "${old_id}" >/dev/null 2>&1 && log "removed previous image ${old_id:7:12}" || true
+  if docker rmi "${old_id}" >/dev/null 2>&1; then log "removed previous image ${old_id:7:12}"; fi
 fi

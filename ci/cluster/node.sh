@@ -80,8 +80,8 @@ case "$cmd" in
     [[ "$(node_state "$name")" == absent ]] || { docker rm -f -v "$name" >/dev/null; log "deleted $name"; }
     ;;
   delete-all)
-    ids="$(docker ps -aq --filter "label=saga-stack.cluster=${CLUSTER_NAME}")"
-    [[ -z "$ids" ]] || { docker rm -f -v $ids >/dev/null; log "deleted nodes: $(echo $ids)"; }
+    mapfile -t ids < <(docker ps -aq --filter "label=saga-stack.cluster=${CLUSTER_NAME}")
+    (( ${#ids[@]} == 0 )) || { docker rm -f -v "${ids[@]}" >/dev/null; log "deleted nodes: ${ids[*]}"; }
     for id in $(docker network ls -q --filter "label=saga-stack.cluster=${CLUSTER_NAME}"); do
       docker network rm "$id" >/dev/null && log "deleted network ${NET} (${id})"
     done

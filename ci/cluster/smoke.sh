@@ -81,6 +81,7 @@ name="DNS: Service name resolves"; check kx nslookup web.${ns}.svc.cluster.local
 name="PVC bound and writable (local-path)"; check kx cat /data/f
 workers="$("${K[@]}" -n "$ns" get pods -l app=web -o jsonpath='{.items[*].spec.nodeName}' | tr ' ' '\n' | sort -u | wc -l)"
 name="web pods on 2 different nodes"; check test "$workers" -eq 2
+# shellcheck disable=SC2016  # the loop runs in the pod's shell
 hits="$(kx sh -c 'for i in $(seq 1 20); do wget -qO- http://web/; done' | sort | uniq -c | wc -l)"
 name="Service spreads over both pods (cross-node from the control plane)"; check test "$hits" -eq 2
 name="metrics API answers"; check "${K[@]}" top nodes

@@ -156,10 +156,10 @@ test_values() { # values/offline-images.yaml names exactly the images build.sh m
     -f "$REPO_ROOT/values/offline-images.yaml" >"$WORK/render.yaml" || return 1
   log "  ok: helm template with values/local.yaml + values/offline-images.yaml (strict schema)"
   local img
-  for img in $(sed -n 's/^ *image: "\(.*\)"$/\1/p' "$WORK/render.yaml" | sort -u); do
+  while read -r img; do
     check "rendered image $img is built by ci/images/build.sh" \
       grep -qxF "$img" <("$SCRIPT_DIR/build.sh" --list)
-  done
+  done < <(sed -n 's/^ *image: "\(.*\)"$/\1/p' "$WORK/render.yaml" | sort -u)
 }
 
 test_app() {

@@ -65,15 +65,13 @@ def scaling_release(monitoring: None) -> Iterator[str]:
 def test_prometheus_scrapes_every_app_pod(scaling_release: str) -> None:
     pods = {p["metadata"]["name"] for p in ready_pods(scaling_release, APP_SELECTOR)}
     query = f'up{{namespace="{scaling_release}", service="{APP_SERVICE}"}}'
-    up = wait_for(
-        "Prometheus to scrape every app pod",
-        lambda: (
-            (series := prometheus(query))
-            and {s["metric"]["pod"] for s in series if s["value"][1] == "1"} == pods
-            and series
-        ),
-        timeout=120,
-    )
+
+    def every_pod_up() -> list[dict[str, Any]] | None:
+        series = prometheus(query)
+        scraped = {s["metric"]["pod"] for s in series if s["value"][1] == "1"}
+        return series if scraped == pods else None
+
+    up = wait_for("Prometheus to scrape every app pod", every_pod_up, timeout=120)
     assert len(up) == len(pods)
 
 
@@ -100,7 +98,9 @@ def test_hpa_scales_out_on_the_backlog_and_back_in(scaling_release: str) -> None
     )  # fmt: skip
 
     def scaled_out() -> dict[str, Any] | None:
-        status = kubectl_json("get", "hpa", "-n", scaling_release, APP_SERVICE)["status"]
+        status: dict[str, Any] = kubectl_json("get", "hpa", "-n", scaling_release, APP_SERVICE)[
+            "status"
+        ]
         if status.get("desiredReplicas", 1) >= 2 and app_pods_ready(scaling_release) >= 2:
             return status
         return None

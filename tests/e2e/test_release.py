@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 from tests.e2e.cluster import (
     APP_SELECTOR,
@@ -149,7 +150,7 @@ def test_postgres_data_survives_deleting_its_pod(release: str, client: str) -> N
         timeout=320,
     )
 
-    def stock_read_back() -> object:
+    def stock_read_back() -> Any:
         status, body = in_cluster(
             release, client, 'print(json.dumps(call("GET", "/stock/durable-sku")[:2]))'
         )
@@ -178,9 +179,12 @@ def test_upgrade_to_five_replicas_spreads_over_both_workers(
     password_before = _postgres_password(release)
     helm("upgrade", RELEASE, str(CHART), "-n", release, "--reuse-values", "--set", "replicas=5",
          "--wait", "--timeout", "10m")  # fmt: skip
-    pods = wait_for(
-        "5 Ready app pods", lambda: (p := ready_pods(release, APP_SELECTOR)) and len(p) == 5 and p
-    )
+
+    def five_ready() -> list[dict[str, Any]] | None:
+        pods = ready_pods(release, APP_SELECTOR)
+        return pods if len(pods) == 5 else None
+
+    pods = wait_for("5 Ready app pods", five_ready)
     assert {p["spec"]["nodeName"] for p in pods} == set(workers)
     # a second upgrade: generated credentials stay (the lookup path, for real)
     helm(

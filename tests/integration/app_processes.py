@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import secrets
 import shutil
@@ -269,10 +270,11 @@ def app_stack_factory(
     tmp_path: Path,
 ) -> Iterator[StackFactory]:
     """make(redis_env, **env_overrides) -> AppStack (migrated, topics created, no process)."""
+    stack_numbers = itertools.count()
     with contextlib.ExitStack() as exit_stack:
 
         def make(redis_env: dict[str, str], **overrides: str) -> AppStack:
-            index = len(exit_stack._exit_callbacks)
+            index = next(stack_numbers)
             return exit_stack.enter_context(
                 make_stack(postgres, kafka, redis_env, tmp_path / f"stack{index}", **overrides)
             )

@@ -36,6 +36,7 @@ import schemathesis
 from saga_service.api import create_app
 from saga_service.settings import Settings
 from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.core.result import Ok
 
 from tests.integration.app_processes import make_stack
 
@@ -83,6 +84,8 @@ CONFIG = {
     ],
 }
 
+AnyCase = schemathesis.Case[Any]
+
 # How many cases reached the app, per operation and phase.
 GENERATED: collections.Counter[str] = collections.Counter()
 # The schema-valid orders refused, by error code (what order_refusals_are_declared saw).
@@ -91,7 +94,7 @@ ORDER_REFUSALS: collections.Counter[str] = collections.Counter()
 
 @schemathesis.check
 def order_refusals_are_declared(
-    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: AnyCase
 ) -> bool | None:
     """A schema-valid order may be refused only for an unknown or a repeated SKU."""
     if case.operation.label != "POST /orders" or response.status_code != 422:
@@ -198,6 +201,7 @@ def test_every_check_is_on() -> None:
     names = CHECKS.get_all_names()
     assert "order_refusals_are_declared" in names
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"an operation of the spec does not load: {result.err()}"
         operation = result.ok()
         config = schema.config.checks_config_for(operation=operation)
         off = [name for name in names if not config.get_by_name(name=name).enabled]
@@ -205,7 +209,7 @@ def test_every_check_is_on() -> None:
 
 
 @schema.parametrize()
-def test_each_operation_meets_the_contract(case: schemathesis.Case, contract_target: str) -> None:
+def test_each_operation_meets_the_contract(case: AnyCase, contract_target: str) -> None:
     phase = case.meta.phase.name.value if case.meta else "explicit"
     GENERATED[f"{case.operation.label} / {phase}"] += 1
     case.call_and_validate(base_url=contract_target)
@@ -215,14 +219,14 @@ def test_call_sequences_following_the_links_meet_the_contract(contract_target: s
     answered: collections.Counter[tuple[str, int]] = collections.Counter()
 
     class Counted(schema.as_state_machine()):  # type: ignore[misc]
-        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+        def get_call_kwargs(self, case: AnyCase) -> dict[str, Any]:
             return {"base_url": contract_target}
 
-        def before_call(self, case: schemathesis.Case) -> None:
+        def before_call(self, case: AnyCase) -> None:
             GENERATED[f"{case.operation.label} / stateful"] += 1
             super().before_call(case)
 
-        def after_call(self, response: schemathesis.Response, case: schemathesis.Case) -> None:
+        def after_call(self, response: schemathesis.Response, case: AnyCase) -> None:
             answered[(case.operation.label, response.status_code)] += 1
             super().after_call(response, case)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import signal
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -32,19 +34,21 @@ def place(app: AppProcess, customer: str, items: list[tuple[str, int, int]]) -> 
             headers={"traceparent": TRACEPARENT},
         )
     assert response.status_code == 202, response.text
-    body = response.json()
+    body: dict[str, str] = response.json()
     assert body["status"] == "PENDING"
     return body
 
 
 def stock(app: AppProcess, sku: str) -> dict[str, int]:
     with app.client() as client:
-        return client.get(f"/stock/{sku}").json()
+        levels: dict[str, int] = client.get(f"/stock/{sku}").json()
+        return levels
 
 
 def order_status(app: AppProcess, order_id: str) -> str:
     with app.client() as client:
-        return client.get(f"/orders/{order_id}").json()["status"]
+        status: str = client.get(f"/orders/{order_id}").json()["status"]
+        return status
 
 
 @pytest.fixture
@@ -134,7 +138,7 @@ def test_bad_input_gets_a_clear_4xx_never_5xx(one_app: tuple[AppStack, AppProces
     stack, app = one_app
     stack.set_stock("BAD-1", 5)
     good_item = {"sku": "BAD-1", "quantity": 1, "unit_price_cents": 100}
-    cases: list[tuple[str, dict[str, object], int, str]] = [
+    cases: list[tuple[str, dict[str, Any], int, str]] = [
         (
             "malformed json",
             {"content": b'{"customer_id": "a", "items": [', "json": None},
@@ -211,7 +215,7 @@ def test_bad_input_gets_a_clear_4xx_never_5xx(one_app: tuple[AppStack, AppProces
             assert message in body["message"] or message in str(body.get("detail")), (name, body)
 
         # A huge body streamed without Content-Length is cut off too.
-        def chunks():  # type: ignore[no-untyped-def]
+        def chunks() -> Iterator[bytes]:
             yield b'{"customer_id": "'
             for _ in range(100):
                 yield b"y" * 4096

@@ -285,7 +285,8 @@ def test_frozen_lock_holder_cannot_write_after_its_ttl(
         )
 
         async def newer_holder_writes() -> int:
-            settings = Settings(**{k.lower(): v for k, v in env.items() if k.isupper()})
+            fields: dict[str, Any] = {k.lower(): v for k, v in env.items() if k.isupper()}
+            settings = Settings(**fields)
             r = Redis(host=redis.host, port=redis.port, password=redis.password)
             locks = LockService(r, ttl_ms=30000, acquire_timeout_ms=5000)
             lease = await locks.acquire(sku, time.monotonic() + 5)

@@ -18,7 +18,7 @@ def k8s_schemas() -> list[str]:
     """
     import k8s_openapi
 
-    versions = k8s_openapi.schema_versions()
+    versions: list[str] = k8s_openapi.schema_versions()
     if k8s_openapi.missing_schema_files(versions):
         script = k8s_openapi.FETCH_SCRIPT
         try:

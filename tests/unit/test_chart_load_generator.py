@@ -20,7 +20,8 @@ def load_jobs(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def load_job(values: dict[str, Any]) -> dict[str, Any]:
-    return one(load_jobs(render(values={**ON, **values})), "Job")
+    job: dict[str, Any] = one(load_jobs(render(values={**ON, **values})), "Job")
+    return job
 
 
 def env(job: dict[str, Any]) -> dict[str, str]:

@@ -68,7 +68,8 @@ def test_network_policy_lets_prometheus_scrape() -> None:
 
 @pytest.fixture(scope="module")
 def rule_groups() -> list[dict[str, object]]:
-    return chart_metrics.rule_groups(render(extra=MONITORING_API))
+    groups: list[dict[str, object]] = chart_metrics.rule_groups(render(extra=MONITORING_API))
+    return groups
 
 
 def test_rules_pass_promtool(rule_groups: list[dict[str, object]], tmp_path: Path) -> None:

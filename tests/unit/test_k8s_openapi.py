@@ -202,7 +202,7 @@ def test_quantity_rejects_garbage(quantity: Any) -> None:
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_hpa_autoscaling_v2_passes(version: str) -> None:
-    hpa = {
+    hpa: dict[str, Any] = {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": "saga-api"},

@@ -784,9 +784,9 @@ class _Run:
         end_of_schedule = self.config.warmup + self.config.duration
         give_up_at = end_of_schedule + self.config.request_timeout
         for item in plan(self.config):
-            # A loop, not one sleep: uvloop's timers run on a clock kept in whole
-            # milliseconds, so a single sleep can wake just before the offset.
-            while (delay := item.offset - self.now()) > 0:
+            # A loop, not one sleep: uvloop's timers run on its cached millisecond
+            # clock, so a single sleep can wake a little before the offset.
+            while (delay := item.offset - self.now()) > 0:  # noqa: ASYNC110 (a deadline, not an event)
                 await asyncio.sleep(delay)
             if self.stop.is_set():
                 return

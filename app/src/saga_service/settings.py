@@ -82,4 +82,4 @@ class Settings(BaseSettings):
 
 def load_settings() -> Settings:
     """Read the settings from the environment (raises ValidationError naming what is wrong)."""
-    return Settings()  # type: ignore[call-arg]
+    return Settings()

@@ -46,13 +46,13 @@ mount --make-rshared /
 
 # 4. A fresh machine-id per container.
 rm -f /etc/machine-id
-systemd-machine-id-setup >/dev/null 2>&1 || cat /proc/sys/kernel/random/uuid | tr -d - > /etc/machine-id
+systemd-machine-id-setup >/dev/null 2>&1 || tr -d - </proc/sys/kernel/random/uuid >/etc/machine-id
 
 # 5. kubeadm wants a product_uuid unique per node: fake one and bind it over the DMI file.
 mkdir -p /etc/saga-node
 cat /proc/sys/kernel/random/uuid > /etc/saga-node/product_uuid
 for f in /sys/class/dmi/id/product_uuid /sys/devices/virtual/dmi/id/product_uuid; do
-  [[ -e "$f" ]] && mount --bind /etc/saga-node/product_uuid "$f" 2>/dev/null || true
+  if [[ -e "$f" ]]; then mount --bind /etc/saga-node/product_uuid "$f" 2>/dev/null || true; fi
 done
 
 # 6. Use the iptables backend the host (Docker) already uses.

@@ -28,14 +28,14 @@ OK = StepOutcome.SUCCEEDED
 FAIL = StepOutcome.FAILED
 
 
-def walk(outcomes: dict[SagaState, StepOutcome]) -> list[Step]:
+def walk(outcomes: dict[SagaState, StepOutcome]) -> list[Step | SagaState]:
     """Run the machine from the start, with the given outcome per state (default OK)."""
-    state, steps = S.RESERVING_STOCK, []
+    state, steps = S.RESERVING_STOCK, list[Step | SagaState]()
     while not is_final(state):
         tr = transition(state, outcomes.get(state, OK))
         steps.append(tr.step)
         state = tr.target
-    return [*steps, state]  # type: ignore[list-item]
+    return [*steps, state]
 
 
 def test_happy_path() -> None:
