@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from saga_service.loadgen import percentile
 
 from tests.integration import services
 from tests.integration.app_processes import AppStack, make_stack
@@ -191,14 +192,6 @@ def _run(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
 async def _drive(
     stack: AppStack, concurrency: int, seconds: float, max_sagas: int
 ) -> dict[str, Any]:
@@ -264,16 +257,21 @@ async def _drive(
         " WHERE saga_id = ANY(%s::uuid[]) AND state = 'COMPLETED'",
         (placed,),
     )
-    latencies = [float(r["s"]) * 1000 for r in rows]
+    latencies = sorted(float(r["s"]) * 1000 for r in rows)
+
+    def pct_ms(q: float) -> float | None:
+        value = percentile(latencies, q)
+        return None if value is None else round(value, 1)
+
     return {
         "concurrency": concurrency,
         "sagas": len(placed),
         "completed": len(latencies),
         "seconds": round(wall, 3),
         "sagas_per_s": round(len(latencies) / wall, 1),
-        "p50_ms": round(_percentile(latencies, 0.50), 1),
-        "p95_ms": round(_percentile(latencies, 0.95), 1),
-        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "p50_ms": pct_ms(50),
+        "p95_ms": pct_ms(95),
+        "p99_ms": pct_ms(99),
         "driver_queries": watcher_queries,
     }
 
