@@ -1,5 +1,5 @@
 """Service fixtures for the integration tests: real PostgreSQL, Redis (+ replica
-and Sentinel) and Kafka processes on loopback, from tests/integration/services.py.
+and Sentinel) and Kafka processes on loopback, from tests/integration/services/.
 
 Install the binaries first with ``ci/install-services.sh``. A missing binary
 fails the test with that hint rather than skipping it, so CI cannot go green

@@ -1,4 +1,4 @@
-"""Tests of the integration-services harness itself (tests/integration/services.py)."""
+"""Tests of the integration-services harness itself (tests/integration/services/)."""
 
 from __future__ import annotations
 
