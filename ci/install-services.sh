@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need to run real backing services as
-# local processes (see tests/integration/services.py):
+# local processes (see tests/integration/services/):
 #   - Debian packages: postgresql, redis-server, redis-sentinel, redis-tools,
 #     a Java 17+ runtime and maven;
 #   - Apache Kafka's broker jars (+ runtime dependencies, Log4j 2 binding),

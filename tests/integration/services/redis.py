@@ -458,6 +458,25 @@ def _launch_sentinel(
     if not redis_sentinel:
         argv.append("--sentinel")
     proc = ManagedProcess(f"sentinel-{index}", argv, sdir / "sentinel.stdout.log", cwd=sdir)
+
+    def answers() -> bool:
+        _redis_ping(LOOPBACK, port, sentinel_password)
+        return True
+
+    # Waited on one by one so that a port taken between free_port() and the bind is seen
+    # (Sentinel logs it to its own file and exits) and retried on another port.
+    try:
+        wait_until(
+            answers,
+            timeout=SENTINEL_START_TIMEOUT,
+            what=f"sentinel-{index} on {LOOPBACK}:{port}",
+            process=proc,
+        )
+    except ServiceError as exc:
+        proc.stop()
+        if "Address already in use" in _tail(sdir / "sentinel.log"):
+            raise _PortInUse(str(exc)) from exc
+        raise
     return SentinelInstance(host=LOOPBACK, port=port, workdir=sdir, process=proc)
 
 
@@ -512,16 +531,19 @@ def start_redis_sentinel_group(
         quorum = sentinels // 2 + 1
         for i in range(sentinels):
             group.sentinels.append(
-                _launch_sentinel(
-                    workdir,
-                    i,
-                    master,
-                    master_name,
-                    quorum,
-                    password,
-                    sentinel_password,
-                    down_after_ms,
-                    failover_timeout_ms,
+                _with_port_retries(
+                    functools.partial(
+                        _launch_sentinel,
+                        workdir,
+                        i,
+                        master,
+                        master_name,
+                        quorum,
+                        password,
+                        sentinel_password,
+                        down_after_ms,
+                        failover_timeout_ms,
+                    )
                 )
             )
 
