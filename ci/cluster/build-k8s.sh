@@ -16,7 +16,7 @@ Components (default: all, in this order):
   kube-proxy kubectl etcd coredns pause
 
 Environment:
-  K8S_VERSION   Kubernetes version (default ${K8S_VERSION})
+  K8S_VERSION   comes from ci/versions.sh (${K8S_VERSION}), the one place it is pinned
   ETCD_VERSION  etcd server version (default: what this kubeadm expects)
   COREDNS_VERSION  CoreDNS version (default: what this kubeadm expects)
   BUILD_NICE    nice level for the compiler (default 19)

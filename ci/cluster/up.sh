@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Spike driver: from nothing to a 1 control-plane + N worker cluster, offline.
+# The offline cluster: from nothing to 1 control-plane + N workers, every piece built here
+# from package registries and cached (ci/up.sh calls it; docs/offline-cluster.md).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 : "${WORKERS:=2}"
@@ -12,10 +13,10 @@ Steps (each one idempotent and cached; see the scripts it calls):
   dockerd.sh start --install     Docker engine from Debian, started by hand
   build-k8s.sh                   k8s ${K8S_VERSION} + etcd + CoreDNS + pause from the Go module proxy
   build-addons.sh                metrics-server, local-path-provisioner, kube-router
-  build-node-image.sh            node image ${NODE_IMAGE_TAG}
-  build-images.sh                kubeadm's images, FROM scratch
+  build-node-image.sh --rootfs-only   the node's Debian root filesystem
+  build-images.sh                kubeadm's and the add-ons' images, FROM scratch
+  build-node-image.sh            node image ${NODE_IMAGE_TAG}, those images baked in
   node.sh create                 ${CLUSTER_NAME%-*}-cp + workers (no --privileged)
-  load-images.sh                 images into each node's containerd
   kubeadm-init.sh / kubeadm-join.sh
   simple-cni.sh                  bridge CNI + static routes
   cni/kube-router.yaml           kube-router: routes between nodes (BGP) + NetworkPolicy (iptables+ipset)
@@ -52,7 +53,7 @@ for n in "${nodes[@]}"; do
   "$here/node.sh" create "$n" "$role" & pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p" || die "a node failed to start (see above)"; done
-# images are baked into the node image (build-node-image.sh); load-images.sh is for extras
+# the cluster's images are baked into the node image; load-images.sh is for extras
 step "kubeadm init"; timed kubeadm-init "$here/kubeadm-init.sh" "$cp"
 KC="${CLUSTER_STATE}/kubeconfig-${cp}"
 cp "$KC" "${CLUSTER_STATE}/kubeconfig"
@@ -72,8 +73,7 @@ step "kube-router: routes + NetworkPolicy"
 step "waiting for nodes Ready"
 "$KUBECTL" --kubeconfig "$KC" wait --for=condition=Ready node --all --timeout=180s
 step "add-ons (metrics-server, local-path default StorageClass)"
-# only the add-ons whose images build-images.sh bakes in (addons/ may hold others, e.g.
-# netpol.yaml, whose image this script does not build)
+# only the add-ons whose images are baked in (addons/ may hold others)
 for f in metrics-server.yaml local-path.yaml; do
   "$KUBECTL" --kubeconfig "$KC" apply -f "$here/addons/$f" >/dev/null
 done
