@@ -6,7 +6,7 @@ Starts PostgreSQL, Redis and Kafka on loopback through the integration harness, 
 
 1. ceilings: the Postgres commit rate with pgbench (one-row INSERT transactions) and the
    Redis round-trip rate with redis-benchmark (SET, no pipelining);
-2. a lock microbenchmark: acquire + release cycles of saga_service.lock (2 round trips a
+2. a lock microbenchmark: acquire + release cycles of saga_service.adapters.lock (2 round trips a
    cycle) from 2 worker processes;
 3. the saga service with 1 and then 2 `saga-service serve` processes, driven closed-loop at
    each concurrency level (that many orders in flight, each waits for its saga's final
@@ -131,7 +131,7 @@ def redis_ops_per_s(rd: services.RedisInstance, requests: int, clients: int) -> 
 
 
 async def _lock_worker(seconds: float, concurrency: int, prefix: str) -> int:
-    from saga_service.lock import LockService, make_redis
+    from saga_service.adapters.lock import LockService, make_redis
     from saga_service.settings import load_settings
 
     settings = load_settings()
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "lock": {
             "cycles_per_s": round(lock_cycles, 1),
-            "method": "2 processes x 32 coroutines, saga_service.lock acquire+release",
+            "method": "2 processes x 32 coroutines, saga_service.adapters.lock acquire+release",
         },
         "runs": runs,
         "best": best,

@@ -53,7 +53,7 @@ def saga_service_argv(*args: str) -> list[str]:
     if script.exists():
         return [str(script), *args]
     found = shutil.which("saga-service")
-    return [found, *args] if found else [sys.executable, "-m", "saga_service.cli", *args]
+    return [found, *args] if found else [sys.executable, "-m", "saga_service", *args]
 
 
 @dataclasses.dataclass

@@ -3,7 +3,7 @@
     python -m tests.integration.fence_holder SKU
 
 Environment: the app contract's DATABASE_* and REDIS_* variables, LOCK_TTL_MS.
-Takes the Redis lock of SKU through saga_service.lock and prints ``LOCKED <token>``;
+Takes the Redis lock of SKU through saga_service.adapters.lock and prints ``LOCKED <token>``;
 then, for each line on stdin: ``write`` tries to reserve one unit of SKU in Postgres with
 that token and prints ``WROTE`` or ``REJECTED``; ``release`` prints ``RELEASED <0|1>``
 (compare-and-delete); ``quit`` exits.
@@ -17,9 +17,9 @@ import time
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
-from saga_service import repository
-from saga_service.db import make_conninfo
-from saga_service.lock import LockService, make_redis
+from saga_service.adapters.lock import LockService, make_redis
+from saga_service.adapters.postgres import commands
+from saga_service.adapters.postgres.db import make_conninfo
 from saga_service.settings import load_settings
 
 
@@ -38,11 +38,11 @@ async def main(sku: str) -> int:
             conn = await AsyncConnection.connect(make_conninfo(settings), row_factory=dict_row)
             try:
                 async with conn.transaction():
-                    level = await repository.fence_stock(conn, sku, lease.token)
+                    level = await commands.fence_stock(conn, sku, lease.token)
                     assert level is not None
-                    await repository.write_stock_level(conn, level.reserve(1))
+                    await commands.write_stock_level(conn, level.reserve(1))
                 print("WROTE", flush=True)
-            except repository.FencingRejected:
+            except commands.FencingRejected:
                 print("REJECTED", flush=True)
             finally:
                 await conn.close()

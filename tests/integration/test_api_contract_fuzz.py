@@ -5,7 +5,7 @@ and the stateful phase, which follows the document's links (PUT /stock -> POST /
 GET /orders/{id} and GET /sagas/{id}).
 
 The document the requests come from is always the reference one, built from
-saga_service.api in this process with the default settings, so the test says whether an
+saga_service.entrypoints.api in this process with the default settings, so the test says whether an
 app meets *our* contract, not whether it agrees with itself. By default the target is a
 fresh reference app on loopback (its own /openapi.json must then be that very document);
 with SAGA_CONTRACT_URL=http://host:port the same run goes against any image instead (one
@@ -33,7 +33,7 @@ import httpx
 import hypothesis
 import pytest
 import schemathesis
-from saga_service.api import create_app
+from saga_service.entrypoints.api import create_app
 from saga_service.settings import Settings
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.core.result import Ok

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
-from saga_service.lock import lock_key
+from saga_service.adapters.lock import lock_key
 
 from tests.integration import app_processes, services
 from tests.integration.app_processes import AppProcess, AppStack

@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from redis.asyncio import Redis
-from saga_service import repository
-from saga_service.db import make_conninfo
-from saga_service.lock import LockService, lock_key
+from saga_service.adapters.lock import LockService, lock_key
+from saga_service.adapters.postgres import commands
+from saga_service.adapters.postgres.db import make_conninfo
 from saga_service.settings import Settings
 
 from tests.integration import app_processes, services
@@ -292,9 +292,9 @@ def test_frozen_lock_holder_cannot_write_after_its_ttl(
             lease = await locks.acquire(sku, time.monotonic() + 5)
             conn = await AsyncConnection.connect(make_conninfo(settings), row_factory=dict_row)
             async with conn.transaction():
-                level = await repository.fence_stock(conn, sku, lease.token)
+                level = await commands.fence_stock(conn, sku, lease.token)
                 assert level is not None
-                await repository.write_stock_level(conn, level.reserve(2))
+                await commands.write_stock_level(conn, level.reserve(2))
             await conn.close()
             await r.aclose()  # keeps holding the lock (TTL 30 s) while the old one wakes
             return lease.token

@@ -7,7 +7,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from saga_service.lock import fence_key
+from saga_service.adapters.lock import fence_key
 
 from tests.integration import app_processes, services
 from tests.integration.app_processes import AppProcess, StackFactory

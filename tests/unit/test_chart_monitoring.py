@@ -13,7 +13,7 @@ import yaml
 from chart_metrics import FOREIGN_METRICS, MONITORING_API, metric_names
 from helm import REPO_ROOT, find, one, render
 from prometheus_client import REGISTRY
-from saga_service import metrics as app_metrics
+from saga_service.observability import metrics as app_metrics
 
 PROMTOOL = REPO_ROOT / ".tools" / "bin" / "promtool"
 

@@ -13,13 +13,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from saga_service import kafka, metrics
-from saga_service.consumer import SagaConsumer
-from saga_service.db import Pool, open_pool
-from saga_service.lock import LockService, make_redis
-from saga_service.orchestrator import SagaExecutor
-from saga_service.outbox import OutboxRelay
-from saga_service.recovery import RecoverySweeper
+from saga_service.adapters import kafka
+from saga_service.adapters.lock import LockService, make_redis
+from saga_service.adapters.outbox import OutboxRelay
+from saga_service.adapters.postgres.db import Pool, open_pool
+from saga_service.entrypoints.consumer import SagaConsumer
+from saga_service.observability import metrics
+from saga_service.service.orchestrator import SagaExecutor
+from saga_service.service.recovery import RecoverySweeper
 from saga_service.settings import Settings
 
 log = logging.getLogger(__name__)

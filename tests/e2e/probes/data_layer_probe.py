@@ -22,8 +22,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from redis.sentinel import Sentinel
-from saga_service.kafka import client_options, make_producer
-from saga_service.lock import LockService, make_redis
+from saga_service.adapters.kafka import client_options, make_producer
+from saga_service.adapters.lock import LockService, make_redis
 from saga_service.settings import Settings, load_settings
 
 PROBE_TOPIC = "e2e.probe"

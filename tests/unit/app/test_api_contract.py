@@ -13,7 +13,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import StringConstraints, TypeAdapter, ValidationError
-from saga_service.api import create_app
 from saga_service.domain.order import (
     CUSTOMER_ID_PATTERN,
     SKU_PATTERN,
@@ -21,6 +20,7 @@ from saga_service.domain.order import (
     validate_customer_id,
     validate_sku,
 )
+from saga_service.entrypoints.api import create_app
 from saga_service.settings import Settings
 
 WHITESPACE = [chr(i) for i in range(0x110000) if chr(i).isspace()]

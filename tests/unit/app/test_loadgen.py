@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
-from saga_service import cli
 from saga_service import loadgen as lg
 from saga_service.domain.order import validate_sku
+from saga_service.entrypoints import cli
 
 ENV = {"LOADGEN_TARGET": "http://saga-saga-stack:8080"}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from saga_service.tracing import continue_trace, parse_traceparent
+from saga_service.observability.tracing import continue_trace, parse_traceparent
 
 VALID = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

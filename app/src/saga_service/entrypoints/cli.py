@@ -17,7 +17,8 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from saga_service import __version__, loadgen, logs
+from saga_service import __version__, loadgen
+from saga_service.observability import logs
 from saga_service.settings import Settings, load_settings
 
 log = logging.getLogger("saga_service")
@@ -84,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level)
     if command == "migrate":
-        from saga_service.db import run_migrations
+        from saga_service.adapters.postgres.db import run_migrations
 
         run_migrations(settings)
         log.info("migrations applied")
         return 0
     if command == "create-topics":
-        from saga_service.kafka import create_topics
+        from saga_service.adapters.kafka import create_topics
 
         created = asyncio.run(create_topics(settings))
         log.info("topics ready", extra={"topics_changed": "; ".join(created) or "none"})
@@ -108,7 +109,7 @@ def _run_fast(coro: Coroutine[Any, Any, int]) -> int:
 
 
 async def serve(settings: Settings) -> int:
-    from saga_service.api import create_app
+    from saga_service.entrypoints.api import create_app
     from saga_service.runtime import Runtime
 
     runtime = Runtime(settings)

@@ -13,15 +13,16 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 
-from saga_service import metrics, repository
-from saga_service.db import Pool
+from saga_service.adapters.postgres import commands
+from saga_service.adapters.postgres.db import Pool
+from saga_service.observability import metrics
 
 log = logging.getLogger(__name__)
 
 BATCH = 200
 
 
-def kafka_headers(row: repository.OutboxRow) -> list[tuple[str, bytes]]:
+def kafka_headers(row: commands.OutboxRow) -> list[tuple[str, bytes]]:
     headers = [(k, v.encode()) for k, v in row.headers.items()]
     headers.append(("event_type", row.event_type.encode()))
     headers.append(("event_id", str(row.event_id).encode()))
@@ -40,7 +41,7 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         async with self.pool.connection() as conn, conn.transaction():
-            rows = await repository.lock_unpublished(conn, BATCH)
+            rows = await commands.lock_unpublished(conn, BATCH)
             if not rows:
                 return 0
             pending = [
@@ -53,7 +54,7 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.gather(*pending)
-            await repository.mark_published(conn, [row.id for row in rows])
+            await commands.mark_published(conn, [row.id for row in rows])
         metrics.OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 

@@ -92,7 +92,7 @@ HTTP_DURATION = Histogram(
 
 # Labelled counters have no series until a label value is first used, so an alert on
 # increase()/rate() would miss the first event and a dashboard would show "No data".
-# The label values the code can produce start at 0 (lock.py, consumer.py).
+# The label values the code can produce start at 0 (adapters/lock.py, entrypoints/consumer.py).
 for _reason in ("timeout", "redis_error"):
     LOCK_ACQUIRE_FAILURES.labels(_reason)
 for _reason in ("malformed", "unknown saga_id"):

@@ -25,9 +25,9 @@ from aiokafka import (
 )
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from saga_service import metrics, tracing
 from saga_service.domain.events import MalformedEvent, SagaEvent, parse_event
-from saga_service.orchestrator import RunResult, SagaExecutor, SagaNotFound
+from saga_service.observability import metrics, tracing
+from saga_service.service.orchestrator import RunResult, SagaExecutor, SagaNotFound
 
 log = logging.getLogger(__name__)
 

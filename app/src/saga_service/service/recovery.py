@@ -13,10 +13,11 @@ import contextlib
 import logging
 import time
 
-from saga_service import metrics, repository, tracing
-from saga_service.db import Pool
+from saga_service.adapters.postgres import commands, queries
+from saga_service.adapters.postgres.db import Pool
 from saga_service.domain.saga import FORWARD_STATES, retry_delay_seconds
-from saga_service.orchestrator import SagaExecutor
+from saga_service.observability import metrics, tracing
+from saga_service.service.orchestrator import SagaExecutor
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class RecoverySweeper:
 
     async def sweep_once(self) -> int:
         async with self.pool.connection() as conn, conn.transaction():
-            claimed = await repository.claim_expired_sagas(
+            claimed = await commands.claim_expired_sagas(
                 conn, owner=self.instance_id, limit=self.batch, lease_seconds=self.lease_seconds
             )
         for saga_id, state, attempts in claimed:
@@ -69,14 +70,14 @@ class RecoverySweeper:
                     )
                     try:
                         async with self.pool.connection() as conn:
-                            await repository.postpone_saga(conn, saga_id, state, delay, repr(exc))
+                            await commands.postpone_saga(conn, saga_id, state, delay, repr(exc))
                     except Exception as exc2:  # the lease we set expires on its own
                         log.warning("could not postpone saga", extra={"error": repr(exc2)})
         return len(claimed)
 
     async def refresh_gauges(self) -> None:
         async with self.pool.connection() as conn:
-            pending, lag, inflight = await repository.backlog_stats(conn)
+            pending, lag, inflight = await queries.backlog_stats(conn)
         metrics.OUTBOX_PENDING.set(pending)
         metrics.OUTBOX_LAG.set(lag)
         metrics.SAGAS_IN_FLIGHT.set(inflight)
@@ -89,7 +90,7 @@ class RecoverySweeper:
                 await self.refresh_gauges()
                 if time.monotonic() - last_prune > 60:
                     async with self.pool.connection() as conn:
-                        await repository.delete_published_before(conn, OUTBOX_RETENTION_SECONDS)
+                        await commands.delete_published_before(conn, OUTBOX_RETENTION_SECONDS)
                     last_prune = time.monotonic()
             except asyncio.CancelledError:
                 raise

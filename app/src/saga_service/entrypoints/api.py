@@ -18,7 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from saga_service import __version__, metrics, repository, tracing
+from saga_service import __version__
+from saga_service.adapters.lock import LockUnavailable
+from saga_service.adapters.postgres import queries
 from saga_service.domain.order import (
     CUSTOMER_ID_MAX_LENGTH,
     CUSTOMER_ID_PATTERN,
@@ -31,9 +33,9 @@ from saga_service.domain.order import (
     OrderStatus,
 )
 from saga_service.domain.saga import SagaState, order_status_for
-from saga_service.lock import LockUnavailable
-from saga_service.orchestrator import UnknownSku
+from saga_service.observability import metrics, tracing
 from saga_service.runtime import Runtime
+from saga_service.service.orchestrator import UnknownSku
 
 log = logging.getLogger(__name__)
 
@@ -495,7 +497,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def get_order(order_id: uuid.UUID) -> OrderOut | JSONResponse:
         assert runtime.pool is not None
         async with runtime.pool.connection() as conn:
-            row = await repository.get_order(conn, order_id)
+            row = await queries.get_order(conn, order_id)
         if row is None:
             return _error(404, "not_found", f"no order {order_id}")
         return OrderOut(**row)
@@ -523,7 +525,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def get_saga(saga_id: uuid.UUID) -> SagaOut | JSONResponse:
         assert runtime.pool is not None
         async with runtime.pool.connection() as conn:
-            row = await repository.saga_view(conn, saga_id)
+            row = await queries.saga_view(conn, saga_id)
         if row is None:
             return _error(404, "not_found", f"no saga {saga_id}")
         state = SagaState(row["state"])
@@ -609,7 +611,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def get_stock(sku: SkuPath) -> StockOut | JSONResponse:
         assert runtime.pool is not None
         async with runtime.pool.connection() as conn:
-            level = await repository.get_stock(conn, sku)
+            level = await queries.get_stock(conn, sku)
         if level is None:
             return _error(404, "unknown_sku", f"unknown sku: {sku}")
         return StockOut(sku=level.sku, available=level.available, reserved=level.reserved)

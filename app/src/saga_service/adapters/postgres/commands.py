@@ -1,5 +1,7 @@
-"""SQL for the saga service. Each function runs on a connection the caller owns, so a
-step's effect, the saga's state change and its outbox row share one transaction."""
+"""The command side: the SQL of every write, and of the reads a write decides on (the saga
+row taken FOR UPDATE, the SKUs an order may name, the items to reserve). Each function runs
+on a connection the caller owns, so a step's effect, the saga's state change and its outbox
+row share one transaction."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from saga_service.db import Conn
+from saga_service.adapters.postgres.db import Conn
 from saga_service.domain.events import SagaEvent
 from saga_service.domain.order import OrderItem, OrderStatus
 from saga_service.domain.payment import PaymentStatus
@@ -110,23 +112,6 @@ async def insert_order(
     )
 
 
-async def get_order(conn: Conn, order_id: uuid.UUID) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        "SELECT order_id, saga_id, customer_id, total_cents, status FROM orders"
-        " WHERE order_id = %s",
-        (order_id,),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    cur = await conn.execute(
-        "SELECT sku, quantity, unit_price_cents FROM order_items WHERE order_id = %s ORDER BY sku",
-        (order_id,),
-    )
-    row["items"] = await cur.fetchall()
-    return row
-
-
 async def order_items(conn: Conn, order_id: uuid.UUID) -> list[OrderItem]:
     cur = await conn.execute(
         "SELECT sku, quantity, unit_price_cents FROM order_items WHERE order_id = %s ORDER BY sku",
@@ -140,24 +125,6 @@ async def get_saga(conn: Conn, saga_id: uuid.UUID, *, for_update: bool = False) 
     cur = await conn.execute(sql, (saga_id,))
     row = await cur.fetchone()
     return _saga_row(row) if row else None
-
-
-async def saga_view(conn: Conn, saga_id: uuid.UUID) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        "SELECT saga_id, order_id, state, attempts, failed_step, last_error, lease_owner,"
-        " created_at, updated_at, finished_at FROM sagas WHERE saga_id = %s",
-        (saga_id,),
-    )
-    saga = await cur.fetchone()
-    if saga is None:
-        return None
-    cur = await conn.execute(
-        "SELECT step, outcome, from_state, to_state, detail, executed_by, created_at"
-        " FROM saga_steps WHERE saga_id = %s ORDER BY id",
-        (saga_id,),
-    )
-    saga["steps"] = await cur.fetchall()
-    return saga
 
 
 async def advance_saga(
@@ -325,12 +292,6 @@ async def set_stock(conn: Conn, sku: str, quantity: int, token: int) -> StockLev
     return StockLevel(row["sku"], row["available"], row["reserved"])
 
 
-async def get_stock(conn: Conn, sku: str) -> StockLevel | None:
-    cur = await conn.execute("SELECT sku, available, reserved FROM stock WHERE sku = %s", (sku,))
-    row = await cur.fetchone()
-    return StockLevel(row["sku"], row["available"], row["reserved"]) if row else None
-
-
 async def insert_reservations(
     conn: Conn, saga_id: uuid.UUID, items: list[OrderItem], tokens: dict[str, int]
 ) -> None:
@@ -439,20 +400,3 @@ async def delete_published_before(conn: Conn, age_seconds: float) -> int:
         (age_seconds,),
     )
     return cur.rowcount
-
-
-async def backlog_stats(conn: Conn) -> tuple[int, float, int]:
-    """(unpublished outbox rows, age of the oldest in seconds, sagas in flight)."""
-    cur = await conn.execute(
-        "SELECT count(*) AS n,"
-        " COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)), 0) AS lag"
-        " FROM outbox WHERE published_at IS NULL"
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    cur = await conn.execute(
-        "SELECT count(*) AS n FROM sagas WHERE state NOT IN ('COMPLETED', 'COMPENSATED')"
-    )
-    inflight = await cur.fetchone()
-    assert inflight is not None
-    return int(row["n"]), float(row["lag"]), int(inflight["n"])

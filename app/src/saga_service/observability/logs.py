@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from saga_service import tracing
+from saga_service.observability import tracing
 
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 

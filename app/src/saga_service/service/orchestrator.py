@@ -16,8 +16,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from saga_service import metrics, repository, tracing
-from saga_service.db import Conn, Pool
+from saga_service.adapters.lock import LockService
+from saga_service.adapters.postgres import commands
+from saga_service.adapters.postgres.commands import FencingRejected, SagaRow
+from saga_service.adapters.postgres.db import Conn, Pool
 from saga_service.domain import order as order_domain
 from saga_service.domain.events import SagaEvent
 from saga_service.domain.order import OrderItem, OrderStatus
@@ -34,8 +36,7 @@ from saga_service.domain.saga import (
     transition,
 )
 from saga_service.domain.stock import StockLevel, decide_reservation
-from saga_service.lock import LockService
-from saga_service.repository import FencingRejected, SagaRow
+from saga_service.observability import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class SagaExecutor:
         order_id, saga_id = uuid.uuid4(), uuid.uuid4()
         with tracing.bound(saga_id=str(saga_id), order_id=str(order_id)):
             async with self.pool.connection() as conn, conn.transaction():
-                known = await repository.existing_skus(conn, [i.sku for i in items])
+                known = await commands.existing_skus(conn, [i.sku for i in items])
                 unknown = sorted({i.sku for i in items} - known)
                 if unknown:
                     raise UnknownSku(unknown)
@@ -103,7 +104,7 @@ class SagaExecutor:
                     uuid.uuid4(), INITIAL_EVENT, saga_id, order_id, SagaState.RESERVING_STOCK
                 )
                 async with conn.pipeline():
-                    await repository.insert_order(
+                    await commands.insert_order(
                         conn,
                         order_id=order_id,
                         saga_id=saga_id,
@@ -115,7 +116,7 @@ class SagaExecutor:
                         lease_seconds=self.lease_seconds,
                         owner=self.instance_id,
                     )
-                    await repository.insert_outbox(conn, event, _headers())
+                    await commands.insert_outbox(conn, event, _headers())
             metrics.SAGAS_STARTED.inc()
             log.info("order placed", extra={"items": len(items)})
         self.on_outbox_write()
@@ -127,7 +128,7 @@ class SagaExecutor:
             async with self.locks.hold([sku]) as tokens:
                 try:
                     async with self.pool.connection() as conn, conn.transaction():
-                        return await repository.set_stock(conn, sku, quantity, tokens[sku])
+                        return await commands.set_stock(conn, sku, quantity, tokens[sku])
                 except FencingRejected as exc:
                     await self._on_fencing_rejected(exc, attempt)
         raise RuntimeError(f"stock write for {sku} kept being fenced off")
@@ -153,7 +154,7 @@ class SagaExecutor:
         if step is None:
             if event_id is not None:
                 async with self.pool.connection() as conn, conn.transaction():
-                    dup = not await repository.mark_processed(conn, self.consumer_name, event_id)
+                    dup = not await commands.mark_processed(conn, self.consumer_name, event_id)
                 return RunResult.DUPLICATE if dup else RunResult.STALE
             return RunResult.STALE
         if self.step_delay:
@@ -175,7 +176,7 @@ class SagaExecutor:
     async def give_up(self, saga_id: uuid.UUID, expected: SagaState, attempts: int) -> RunResult:
         """A forward step that could not progress: go to compensation instead."""
         async with self.pool.connection() as conn, conn.transaction():
-            saga = await repository.get_saga(conn, saga_id, for_update=True)
+            saga = await commands.get_saga(conn, saga_id, for_update=True)
             if saga is None or saga.state is not expected:
                 return RunResult.STALE
             tr = give_up(expected)
@@ -187,7 +188,7 @@ class SagaExecutor:
     async def _begin(
         self, conn: Conn, saga_id: uuid.UUID, expected: SagaState, event_id: uuid.UUID | None
     ) -> tuple[SagaRow | None, RunResult | None]:
-        first, saga = await repository.begin_step(conn, self.consumer_name, event_id, saga_id)
+        first, saga = await commands.begin_step(conn, self.consumer_name, event_id, saga_id)
         if not first:
             return None, RunResult.DUPLICATE
         if saga is None:
@@ -220,15 +221,15 @@ class SagaExecutor:
         self, saga_id: uuid.UUID, expected: SagaState, event_id: uuid.UUID | None, source: str
     ) -> tuple[RunResult, str]:
         async with self.pool.connection() as conn, conn.transaction():  # one snapshot
-            saga = await repository.get_saga(conn, saga_id)
+            saga = await commands.get_saga(conn, saga_id)
             if saga is None:
                 raise SagaNotFound(str(saga_id))
-            items = await repository.order_items(conn, saga.order_id)
+            items = await commands.order_items(conn, saga.order_id)
         if saga.state is not expected:
             # Moved on already; still record the event so a redelivery is a cheap no-op.
             if event_id is not None:
                 async with self.pool.connection() as conn, conn.transaction():
-                    new = await repository.mark_processed(conn, self.consumer_name, event_id)
+                    new = await commands.mark_processed(conn, self.consumer_name, event_id)
                 return (RunResult.STALE, "stale") if new else (RunResult.DUPLICATE, "duplicate")
             return RunResult.STALE, "stale"
         for attempt in range(FENCING_RETRIES):
@@ -241,14 +242,14 @@ class SagaExecutor:
                             return early, early.value
                         levels: dict[str, StockLevel] = {}
                         for item in items:  # sorted by SKU: row locks in one order
-                            level = await repository.fence_stock(conn, item.sku, tokens[item.sku])
+                            level = await commands.fence_stock(conn, item.sku, tokens[item.sku])
                             if level is not None:
                                 levels[item.sku] = level
                         decision = decide_reservation(levels, items)
                         if decision.ok:
                             for level in decision.new_levels.values():
-                                await repository.write_stock_level(conn, level)
-                            await repository.insert_reservations(conn, saga_id, items, tokens)
+                                await commands.write_stock_level(conn, level)
+                            await commands.insert_reservations(conn, saga_id, items, tokens)
                             outcome, detail = StepOutcome.SUCCEEDED, _describe(items)
                         else:
                             outcome, detail = StepOutcome.FAILED, decision.reason
@@ -265,7 +266,7 @@ class SagaExecutor:
         if step is Step.CHARGE_PAYMENT:
             decision = decide_payment(saga.customer_id, saga.total_cents)
             status = PaymentStatus.CHARGED if decision.approved else PaymentStatus.DECLINED
-            await repository.record_payment(conn, saga, status, decision.reason)
+            await commands.record_payment(conn, saga, status, decision.reason)
             if decision.approved:
                 return StepOutcome.SUCCEEDED, f"charged {saga.total_cents} cents"
             return StepOutcome.FAILED, f"payment declined: {decision.reason}"
@@ -273,17 +274,17 @@ class SagaExecutor:
             decision = decide_confirmation(saga.customer_id)
             if not decision.approved:
                 return StepOutcome.FAILED, f"confirmation refused: {decision.reason}"
-            units = await repository.settle_reservations(conn, saga.saga_id, release=False)
-            await repository.set_order_status(conn, saga.order_id, OrderStatus.CONFIRMED)
+            units = await commands.settle_reservations(conn, saga.saga_id, release=False)
+            await commands.set_order_status(conn, saga.order_id, OrderStatus.CONFIRMED)
             return StepOutcome.SUCCEEDED, f"{units} units shipped"
         if step is Step.REFUND_PAYMENT:
-            cents = await repository.refund_payment(conn, saga.saga_id)
+            cents = await commands.refund_payment(conn, saga.saga_id)
             return StepOutcome.SUCCEEDED, f"refunded {cents} cents"
         if step is Step.RELEASE_STOCK:
-            units = await repository.settle_reservations(conn, saga.saga_id, release=True)
+            units = await commands.settle_reservations(conn, saga.saga_id, release=True)
             return StepOutcome.SUCCEEDED, f"released {units} units"
         if step is Step.CANCEL_ORDER:
-            await repository.set_order_status(conn, saga.order_id, OrderStatus.CANCELLED)
+            await commands.set_order_status(conn, saga.order_id, OrderStatus.CANCELLED)
             return StepOutcome.SUCCEEDED, "order cancelled"
         raise AssertionError(f"no effect for {step}")
 
@@ -293,7 +294,7 @@ class SagaExecutor:
         event = SagaEvent(uuid.uuid4(), tr.event_type, saga.saga_id, saga.order_id, tr.target)
         # Pipelined: the three writes go to the server together (one round trip).
         async with conn.pipeline():
-            await repository.advance_saga(
+            await commands.advance_saga(
                 conn,
                 saga,
                 tr,
@@ -301,7 +302,7 @@ class SagaExecutor:
                 executed_by=f"{self.instance_id}/{source}",
                 lease_seconds=self.lease_seconds,
             )
-            await repository.insert_outbox(conn, event, _headers(saga))
+            await commands.insert_outbox(conn, event, _headers(saga))
 
     def _after_commit(self, saga: SagaRow, tr: Transition) -> None:
         self.on_outbox_write()
@@ -330,7 +331,7 @@ class SagaExecutor:
             extra={"sku": exc.sku, "token": exc.token, "attempt": attempt + 1},
         )
         async with self.pool.connection() as conn:
-            stored = await repository.stock_fence_token(conn, exc.sku)
+            stored = await commands.stock_fence_token(conn, exc.sku)
         await self.locks.raise_floor(exc.sku, stored)
         await asyncio.sleep(0.01 * (attempt + 1))
 

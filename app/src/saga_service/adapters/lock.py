@@ -2,8 +2,8 @@
 
 Acquire is one Lua call: `SET lock NX PX ttl` and, only when that succeeded, `INCR fence`.
 The token goes with every stock write, and Postgres accepts the write only when the token
-is newer than the last one stored for the SKU (see repository.fence_stock). A holder that
-pauses past its TTL (GC, SIGSTOP, a slow node) finds its token stale and cannot write.
+is newer than the last one stored for the SKU (see postgres/commands.fence_stock). A holder
+that pauses past its TTL (GC, SIGSTOP, a slow node) finds its token stale and cannot write.
 
 Release is compare-and-delete, so a holder never deletes a lock someone else now holds.
 After a Sentinel failover the fence counter may come back older than Postgres's token;
@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
-from saga_service import metrics
+from saga_service.observability import metrics
 from saga_service.settings import Settings
 
 log = logging.getLogger(__name__)
