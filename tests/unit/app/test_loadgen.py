@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from saga_service import loadgen as lg
+from saga_loadgen import runner as lg
 from saga_service.domain.order import validate_sku
 from saga_service.entrypoints import cli
 
