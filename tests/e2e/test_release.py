@@ -1,7 +1,9 @@
-"""The chart on a real multi-node cluster, in the order a user lives it:
-install, use, break a pod, scale, upgrade, roll back, uninstall.
+"""The chart on a real multi-node cluster, as a user lives it: install, use, break a pod,
+scale, upgrade, roll back, uninstall.
 
-Tests in this module share one release and run in file order.
+The tests that only use the release (or break a pod, which heals) share the session's
+`release`; the one that upgrades, rolls back and uninstalls has a release of its own.
+Any test runs alone and in any order.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from tests.e2e.cluster import (
     client_pod,
     helm,
     in_cluster,
+    install_values,
     kubectl,
     kubectl_json,
     ready_pods,
     run_python_in,
     wait_for,
 )
+from tests.e2e.releases import installed_release
 
 SERVICE = f"{RELEASE}-saga-stack"
 
@@ -173,46 +177,40 @@ def _postgres_password(namespace: str) -> str:
     return base64.b64decode(secret["data"]["password"]).decode()
 
 
-def test_upgrade_to_five_replicas_spreads_over_both_workers(
-    release: str, workers: list[str]
+def test_a_release_of_its_own_lives_through_upgrade_rollback_and_uninstall(
+    cluster: list[str], workers: list[str]
 ) -> None:
-    password_before = _postgres_password(release)
-    helm("upgrade", RELEASE, str(CHART), "-n", release, "--reuse-values", "--set", "replicas=5",
-         "--wait", "--timeout", "10m")  # fmt: skip
+    """The steps that change the release, on one that no other test shares, so that every
+    test of this module can run alone and in any order."""
+    with installed_release(install_values(), prefix="saga-life") as namespace:
+        password_before = _postgres_password(namespace)
+        helm("upgrade", RELEASE, str(CHART), "-n", namespace, "--reuse-values",
+             "--set", "replicas=5", "--wait", "--timeout", "10m")  # fmt: skip
 
-    def five_ready() -> list[dict[str, Any]] | None:
-        pods = ready_pods(release, APP_SELECTOR)
-        return pods if len(pods) == 5 else None
+        def five_ready() -> list[dict[str, Any]] | None:
+            pods = ready_pods(namespace, APP_SELECTOR)
+            return pods if len(pods) == 5 else None
 
-    pods = wait_for("5 Ready app pods", five_ready)
-    assert {p["spec"]["nodeName"] for p in pods} == set(workers)
-    # a second upgrade: generated credentials stay (the lookup path, for real)
-    helm(
-        "upgrade",
-        RELEASE,
-        str(CHART),
-        "-n",
-        release,
-        "--reuse-values",
-        "--wait",
-        "--timeout",
-        "10m",
-    )
-    assert _postgres_password(release) == password_before
+        pods = wait_for("5 Ready app pods", five_ready)
+        assert {p["spec"]["nodeName"] for p in pods} == set(workers)
+        # a second upgrade: generated credentials stay (the lookup path, for real)
+        helm("upgrade", RELEASE, str(CHART), "-n", namespace, "--reuse-values",
+             "--wait", "--timeout", "10m")  # fmt: skip
+        assert _postgres_password(namespace) == password_before
 
+        history = json.loads(helm("history", RELEASE, "-n", namespace, "-o", "json"))
+        first = history[0]["revision"]
+        helm("rollback", RELEASE, str(first), "-n", namespace, "--wait", "--timeout", "10m")
+        values = json.loads(helm("get", "values", RELEASE, "-n", namespace, "-o", "json"))
+        assert values.get("replicas", 2) == 2
+        hpa = kubectl_json("get", "hpa", "-n", namespace, SERVICE)
+        assert hpa["spec"]["minReplicas"] == 2
 
-def test_rollback_returns_to_the_previous_revision(release: str) -> None:
-    history = json.loads(helm("history", RELEASE, "-n", release, "-o", "json"))
-    first = history[0]["revision"]
-    helm("rollback", RELEASE, str(first), "-n", release, "--wait", "--timeout", "10m")
-    values = json.loads(helm("get", "values", RELEASE, "-n", release, "-o", "json"))
-    assert values.get("replicas", 2) == 2
-    hpa = kubectl_json("get", "hpa", "-n", release, SERVICE)
-    assert hpa["spec"]["minReplicas"] == 2
+        _uninstall_leaves_only_the_claims_the_values_keep(namespace)
 
 
-def test_uninstall_leaves_only_the_claims_the_values_keep(release: str) -> None:
-    helm("uninstall", RELEASE, "-n", release, "--wait", "--timeout", "5m")
+def _uninstall_leaves_only_the_claims_the_values_keep(namespace: str) -> None:
+    helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "5m")
     kinds = ",".join(
         (
             *("deployments", "statefulsets", "services", "configmaps", "secrets", "jobs"),
@@ -223,7 +221,7 @@ def test_uninstall_leaves_only_the_claims_the_values_keep(release: str) -> None:
         "the release's objects to go",
         lambda: (
             not kubectl_json(
-                "get", kinds, "-n", release, "-l", f"app.kubernetes.io/instance={RELEASE}"
+                "get", kinds, "-n", namespace, "-l", f"app.kubernetes.io/instance={RELEASE}"
             )["items"]
             or None
         ),
@@ -233,6 +231,6 @@ def test_uninstall_leaves_only_the_claims_the_values_keep(release: str) -> None:
     # values/local.yaml says whenDeleted: Delete for every claim
     wait_for(
         "the claims to go",
-        lambda: not kubectl_json("get", "pvc", "-n", release)["items"] or None,
+        lambda: not kubectl_json("get", "pvc", "-n", namespace)["items"] or None,
         timeout=180,
     )
