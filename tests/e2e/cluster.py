@@ -183,35 +183,14 @@ def run_python_in(namespace: str, pod: str, code: str, *, timeout: float = 300) 
 
 APP_SERVICE = f"{RELEASE}-saga-stack"
 
-# Client code run inside the cluster: stdlib only, one new connection per request.
-HTTP_CLIENT = textwrap.dedent(
-    """
-    import json, time, urllib.request, urllib.error
-    BASE = "http://%(service)s"
-    def call(method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(BASE + path, data=data, method=method,
-                                     headers={"content-type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, json.loads(resp.read() or b"null"), dict(resp.headers)
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null"), dict(err.headers)
-    def wait_final(order_id, timeout=120):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            status, body, _ = call("GET", "/orders/" + order_id)
-            if status == 200 and body["status"] != "PENDING":
-                return body["status"]
-            time.sleep(0.5)
-        return "PENDING"
-    """
-)
+# The client code the snippets of `in_cluster` call (call, wait_final), as it runs in the pod.
+HTTP_CLIENT = (Path(__file__).parent / "probes" / "http_client.py").read_text()
 
 
 def in_cluster(namespace: str, pod: str, body: str, timeout: float = 300) -> Any:
-    """Runs `body` after the HTTP client above in the client pod; returns its last JSON line."""
-    code = HTTP_CLIENT % {"service": APP_SERVICE} + textwrap.dedent(body)
+    """Runs `body` after the HTTP client (probes/http_client.py) in the client pod; returns
+    its last JSON line."""
+    code = f"{HTTP_CLIENT}\nBASE = {'http://' + APP_SERVICE!r}\n{textwrap.dedent(body)}"
     return run_python_in(namespace, pod, code, timeout=timeout)
 
 
