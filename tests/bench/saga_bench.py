@@ -42,7 +42,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from saga_loadgen.runner import percentile
+from saga_loadgen.stats import percentile
 
 from tests.integration import services
 from tests.integration.app_processes import AppStack, make_stack

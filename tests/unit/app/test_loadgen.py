@@ -17,44 +17,46 @@ from typing import Any
 
 import httpx
 import pytest
-from saga_loadgen import runner as lg
+import saga_loadgen
+from saga_loadgen import cli as loadgen_cli
+from saga_loadgen import options, recorder, report, runner, schedule, stats
 from saga_service.domain.order import validate_sku
 from saga_service.entrypoints import cli
 
 ENV = {"LOADGEN_TARGET": "http://saga-saga-stack:8080"}
 
 
-def config(**overrides: Any) -> lg.Config:
+def config(**overrides: Any) -> options.Config:
     values = {"run_id": "run1", **{k: str(v) for k, v in overrides.items()}}
-    return lg.resolve_config(values, ENV)
+    return options.resolve_config(values, ENV)
 
 
 # --- options --------------------------------------------------------------------------------
 
 
 def test_defaults_env_and_flags_in_that_order() -> None:
-    c = lg.resolve_config({}, ENV, new_run_id=lambda: "lg-fixed")
+    c = options.resolve_config({}, ENV, new_run_id=lambda: "lg-fixed")
     assert (c.target, c.rate, c.duration, c.warmup, c.concurrency) == (
         "http://saga-saga-stack:8080", 10.0, 60.0, 0.0, 64
     )  # fmt: skip
     assert (c.skus, c.stock, c.wait_seconds, c.poll_sample) == (10, 1_000_000, 60.0, 1000)
     assert (c.max_error_ratio, c.max_stuck, c.run_id, c.output) == (0.01, 0, "lg-fixed", None)
     env = {**ENV, "LOADGEN_RATE": "25", "LOADGEN_DURATION": "5", "LOADGEN_OUTPUT": "/tmp/s.json"}
-    c = lg.resolve_config({"rate": "40"}, env)
+    c = options.resolve_config({"rate": "40"}, env)
     assert (c.rate, c.duration, c.output) == (40.0, 5.0, "/tmp/s.json")
-    assert lg.resolve_config({}, {**ENV, "LOADGEN_RATE": ""}).rate == 10.0  # empty = unset
+    assert options.resolve_config({}, {**ENV, "LOADGEN_RATE": ""}).rate == 10.0  # empty = unset
 
 
 def test_every_option_has_a_flag_and_an_env_var() -> None:
-    dests = {o.dest for o in lg.OPTIONS}
-    assert dests == set(lg.Config.__dataclass_fields__)
-    assert all(o.env == "LOADGEN_" + o.flag[2:].replace("-", "_").upper() for o in lg.OPTIONS)
+    dests = {o.dest for o in options.OPTIONS}
+    assert dests == set(options.Config.__dataclass_fields__)
+    assert all(o.env == "LOADGEN_" + o.flag[2:].replace("-", "_").upper() for o in options.OPTIONS)
 
 
 def test_generated_run_id_is_valid_and_unique() -> None:
-    ids = {lg.resolve_config({}, ENV).run_id for _ in range(20)}
+    ids = {options.resolve_config({}, ENV).run_id for _ in range(20)}
     assert len(ids) == 20
-    assert all(lg.RUN_ID_PATTERN.match(i) for i in ids)
+    assert all(options.RUN_ID_PATTERN.match(i) for i in ids)
 
 
 @pytest.mark.parametrize(
@@ -79,13 +81,13 @@ def test_generated_run_id_is_valid_and_unique() -> None:
 def test_bad_values_are_refused_naming_the_flag_or_variable(
     values: dict[str, str], env: dict[str, str], message: str
 ) -> None:
-    with pytest.raises(lg.ConfigError, match=re.escape(message)):
-        lg.resolve_config(values, env)
+    with pytest.raises(options.ConfigError, match=re.escape(message)):
+        options.resolve_config(values, env)
 
 
 def test_all_bad_values_reported_at_once() -> None:
-    with pytest.raises(lg.ConfigError) as info:
-        lg.resolve_config({"rate": "x"}, {**ENV, "LOADGEN_SKUS": "0"})
+    with pytest.raises(options.ConfigError) as info:
+        options.resolve_config({"rate": "x"}, {**ENV, "LOADGEN_SKUS": "0"})
     assert "--rate" in str(info.value) and "LOADGEN_SKUS" in str(info.value)
 
 
@@ -99,21 +101,21 @@ def test_cli_wires_the_subcommand_without_service_settings(
 ) -> None:
     for name in ("LOADGEN_TARGET", "DATABASE_HOST", "KAFKA_BOOTSTRAP_SERVERS"):
         monkeypatch.delenv(name, raising=False)
-    assert cli.main(["loadgen", "--rate", "5"]) == lg.EXIT_USAGE
+    assert cli.main(["loadgen", "--rate", "5"]) == saga_loadgen.EXIT_USAGE
     assert "--target (or LOADGEN_TARGET) is required" in capsys.readouterr().err
 
     args = cli._build_parser().parse_args(["loadgen", "--target", "http://a:1", "--rate", "7"])
     assert args.command == "loadgen"
-    assert lg.resolve_config(vars(args), {}).rate == 7.0
+    assert options.resolve_config(vars(args), {}).rate == 7.0
 
-    started: list[lg.Config] = []
+    started: list[options.Config] = []
 
     def fake_loop(coro: Any) -> int:
         started.append(coro.cr_frame.f_locals["config"])
         coro.close()
         return 0
 
-    assert lg.main({"target": "http://a:1"}, {"LOADGEN_RATE": "3"}, fake_loop) == 0
+    assert loadgen_cli.main({"target": "http://a:1"}, {"LOADGEN_RATE": "3"}, fake_loop) == 0
     assert started[0].rate == 3.0
 
 
@@ -121,44 +123,44 @@ def test_cli_wires_the_subcommand_without_service_settings(
 
 
 def test_schedule_is_evenly_spaced_within_the_duration() -> None:
-    offsets = list(lg.schedule(20, 3))
+    offsets = list(schedule.schedule(20, 3))
     assert len(offsets) == 60
     assert offsets[0] == 0 and offsets[-1] == pytest.approx(2.95)
     assert all(b - a == pytest.approx(0.05) for a, b in itertools.pairwise(offsets))
-    assert lg.planned_count(2.5, 3) == 7  # 0, 0.4, ..., 2.4 (2.8 would be 7.5 sends in)
-    assert lg.planned_count(0.1, 30) == 3  # float error does not lose the last send
-    assert lg.planned_count(3, 1 / 3 * 10) == 10
-    assert lg.planned_count(10, 0.09) == 0
-    assert list(lg.schedule(4, 1, start=2.0)) == [2.0, 2.25, 2.5, 2.75]
+    assert schedule.planned_count(2.5, 3) == 7  # 0, 0.4, ..., 2.4 (2.8 would be 7.5 sends in)
+    assert schedule.planned_count(0.1, 30) == 3  # float error does not lose the last send
+    assert schedule.planned_count(3, 1 / 3 * 10) == 10
+    assert schedule.planned_count(10, 0.09) == 0
+    assert list(schedule.schedule(4, 1, start=2.0)) == [2.0, 2.25, 2.5, 2.75]
 
 
 def test_plan_puts_warmup_first_and_numbers_every_order() -> None:
-    planned = list(lg.plan(config(rate=10, duration=2, warmup=1)))
+    planned = list(schedule.plan(config(rate=10, duration=2, warmup=1)))
     assert [p.seq for p in planned] == list(range(30))
     assert sum(p.warmup for p in planned) == 10
     assert all(p.offset < 1 for p in planned if p.warmup)
     assert next(p.offset for p in planned if not p.warmup) == 1.0
     assert max(p.offset for p in planned) < 3
-    polled = lg.measured_seqs_to_poll(config(rate=10, duration=2, warmup=1, poll_sample=4))
+    polled = schedule.measured_seqs_to_poll(config(rate=10, duration=2, warmup=1, poll_sample=4))
     assert polled == {10, 15, 20, 25}  # measured orders only, evenly spread
-    assert len(lg.measured_seqs_to_poll(config(rate=10, duration=2, poll_sample=0))) == 20
+    assert len(schedule.measured_seqs_to_poll(config(rate=10, duration=2, poll_sample=0))) == 20
 
 
 def test_offered_per_second() -> None:
-    assert lg.per_second_counts(lg.schedule(2.5, 2)) == {0: 3, 1: 2}
-    assert sum(lg.per_second_counts(lg.schedule(7, 10)).values()) == 70
+    assert schedule.per_second_counts(schedule.schedule(2.5, 2)) == {0: 3, 1: 2}
+    assert sum(schedule.per_second_counts(schedule.schedule(7, 10)).values()) == 70
 
 
 def test_declines_are_exact_and_spread() -> None:
-    assert [i for i in range(100) if lg.is_declined(i, 0.1)] == list(range(9, 100, 10))
-    assert not any(lg.is_declined(i, 0) for i in range(100))
-    assert all(lg.is_declined(i, 1) for i in range(100))
-    assert sum(lg.is_declined(i, 1 / 3) for i in range(300)) == 100
+    assert [i for i in range(100) if schedule.is_declined(i, 0.1)] == list(range(9, 100, 10))
+    assert not any(schedule.is_declined(i, 0) for i in range(100))
+    assert all(schedule.is_declined(i, 1) for i in range(100))
+    assert sum(schedule.is_declined(i, 1 / 3) for i in range(300)) == 100
 
 
 def test_order_bodies_are_valid_for_the_api() -> None:
     c = config(skus=3, decline_ratio=0.5)
-    bodies = [lg.order_body(c, i) for i in range(6)]
+    bodies = [schedule.order_body(c, i) for i in range(6)]
     assert [b["items"][0]["sku"] for b in bodies] == [f"run1-sku-{i % 3}" for i in range(6)]
     assert [b["customer_id"].startswith("decline-") for b in bodies] == [False, True] * 3
     assert len({b["customer_id"] for b in bodies}) == 6
@@ -171,12 +173,12 @@ def test_order_bodies_are_valid_for_the_api() -> None:
 
 
 def test_sample_is_even_and_distinct() -> None:
-    assert lg.pick_sample(5, 0) == [0, 1, 2, 3, 4]
-    assert lg.pick_sample(5, 9) == [0, 1, 2, 3, 4]
-    assert lg.pick_sample(100, 4) == [0, 25, 50, 75]
-    sample = lg.pick_sample(1001, 1000)
+    assert schedule.pick_sample(5, 0) == [0, 1, 2, 3, 4]
+    assert schedule.pick_sample(5, 9) == [0, 1, 2, 3, 4]
+    assert schedule.pick_sample(100, 4) == [0, 25, 50, 75]
+    sample = schedule.pick_sample(1001, 1000)
     assert len(set(sample)) == 1000 and sample == sorted(sample)
-    assert lg.pick_sample(0, 10) == []
+    assert schedule.pick_sample(0, 10) == []
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -184,46 +186,48 @@ def test_sample_is_even_and_distinct() -> None:
 
 def test_nearest_rank_percentiles() -> None:
     values = [float(v) for v in range(1, 101)]
-    assert lg.percentile(values, 50) == 50
-    assert lg.percentile(values, 99) == 99
-    assert lg.percentile(values, 100) == 100
-    assert lg.percentile(values, 0) == 1
-    assert lg.percentile([7.0], 99) == 7.0
-    assert lg.percentile([1.0, 2.0], 50) == 1.0
-    assert lg.percentile([], 50) is None
+    assert stats.percentile(values, 50) == 50
+    assert stats.percentile(values, 99) == 99
+    assert stats.percentile(values, 100) == 100
+    assert stats.percentile(values, 0) == 1
+    assert stats.percentile([7.0], 99) == 7.0
+    assert stats.percentile([1.0, 2.0], 50) == 1.0
+    assert stats.percentile([], 50) is None
 
 
 def test_latency_summary_in_milliseconds() -> None:
-    s = lg.latency_summary([0.003, 0.001, 0.002, 0.010])
+    s = stats.latency_summary([0.003, 0.001, 0.002, 0.010])
     assert s == {"count": 4, "min": 1.0, "mean": 4.0, "p50": 2.0, "p90": 10.0, "p99": 10.0,
                  "max": 10.0}  # fmt: skip
-    assert lg.latency_summary([]) == {
+    assert stats.latency_summary([]) == {
         "count": 0, "min": None, "mean": None, "p50": None, "p90": None, "p99": None, "max": None
     }  # fmt: skip
 
 
 def test_error_keys() -> None:
     request = httpx.Request("POST", "http://x/orders")
-    assert lg.error_key(202) is None
-    assert lg.error_key(503) == "503"
-    assert lg.error_key(201) == "201"
-    assert lg.error_key(exc=httpx.ConnectTimeout("t", request=request)) == "timeout"
-    assert lg.error_key(exc=httpx.ReadTimeout("t", request=request)) == "timeout"
-    assert lg.error_key(exc=httpx.ConnectError("refused", request=request)) == "connect"
-    assert lg.error_key(exc=httpx.RemoteProtocolError("eof", request=request)) == "transport"
-    assert lg.error_key(exc=ValueError("not json")) == "bad_response"
-    assert lg.error_key(exc=asyncio.CancelledError()) == "cancelled"
+    assert recorder.error_key(202) is None
+    assert recorder.error_key(503) == "503"
+    assert recorder.error_key(201) == "201"
+    assert recorder.error_key(exc=httpx.ConnectTimeout("t", request=request)) == "timeout"
+    assert recorder.error_key(exc=httpx.ReadTimeout("t", request=request)) == "timeout"
+    assert recorder.error_key(exc=httpx.ConnectError("refused", request=request)) == "connect"
+    assert recorder.error_key(exc=httpx.RemoteProtocolError("eof", request=request)) == "transport"
+    assert recorder.error_key(exc=ValueError("not json")) == "bad_response"
+    assert recorder.error_key(exc=asyncio.CancelledError()) == "cancelled"
 
 
 def test_recorder_buckets_per_second_and_phase() -> None:
-    planned = list(lg.plan(config(rate=4, duration=2, warmup=1)))  # 4 warm-up + 8 measured
-    rec = lg.Recorder(planned, warmup_seconds=1, load_seconds=2)
+    planned = list(schedule.plan(config(rate=4, duration=2, warmup=1)))  # 4 warm-up + 8 measured
+    rec = recorder.Recorder(planned, warmup_seconds=1, load_seconds=2)
     assert (rec.warmup.offered, rec.load.offered) == (4, 8)
     for p in planned:
         lag = 0.2 if p.seq == 5 else 0.001
         rec.on_sent(p.offset + lag, lag, p.warmup)
         status = 503 if p.seq in (6, 7) else 202
-        rec.on_response(p.offset + lag + 0.1, 0.1 + p.seq / 1000, lg.error_key(status), p.warmup)
+        rec.on_response(
+            p.offset + lag + 0.1, 0.1 + p.seq / 1000, recorder.error_key(status), p.warmup
+        )
 
     assert rec.due_lines(0.99, in_flight=3) == []
     (first,) = rec.due_lines(1.0, in_flight=3)
@@ -248,7 +252,9 @@ def test_recorder_buckets_per_second_and_phase() -> None:
 
 
 def test_recorder_final_flush_covers_late_buckets() -> None:
-    rec = lg.Recorder(lg.plan(config(rate=1, duration=1)), warmup_seconds=0, load_seconds=1)
+    rec = recorder.Recorder(
+        schedule.plan(config(rate=1, duration=1)), warmup_seconds=0, load_seconds=1
+    )
     rec.on_sent(0.0, 0.0, False)
     rec.on_response(4.5, 4.5, "timeout", False)
     lines = rec.due_lines(4.6, in_flight=0, final=True)
@@ -257,36 +263,38 @@ def test_recorder_final_flush_covers_late_buckets() -> None:
 
 
 def test_final_outcomes_and_server_latency() -> None:
-    assert lg.final_outcome({"state": "COMPLETED"}) == "completed"
-    assert lg.final_outcome({"state": "COMPENSATED"}) == "compensated"
-    assert lg.final_outcome({"state": "CHARGING_PAYMENT", "order_status": "PENDING"}) is None
-    assert lg.final_outcome({"status": "CANCELLED"}) == "compensated"  # an order-shaped body
-    assert lg.final_outcome({"state": "RELEASING_STOCK"}) is None
+    assert recorder.final_outcome({"state": "COMPLETED"}) == "completed"
+    assert recorder.final_outcome({"state": "COMPENSATED"}) == "compensated"
+    assert recorder.final_outcome({"state": "CHARGING_PAYMENT", "order_status": "PENDING"}) is None
+    assert recorder.final_outcome({"status": "CANCELLED"}) == "compensated"  # an order-shaped body
+    assert recorder.final_outcome({"state": "RELEASING_STOCK"}) is None
     created = datetime(2026, 1, 2, 3, 4, 5, 100_000, tzinfo=UTC)
     body = {
         "created_at": created.isoformat().replace("+00:00", "Z"),
         "finished_at": (created + timedelta(milliseconds=250)).isoformat(),
     }
-    assert lg.server_e2e_seconds(body) == pytest.approx(0.25)
-    assert lg.server_e2e_seconds({"created_at": body["created_at"], "finished_at": None}) is None
-    assert lg.server_e2e_seconds({"created_at": "yesterday", "finished_at": "now"}) is None
+    assert recorder.server_e2e_seconds(body) == pytest.approx(0.25)
+    assert (
+        recorder.server_e2e_seconds({"created_at": body["created_at"], "finished_at": None}) is None
+    )
+    assert recorder.server_e2e_seconds({"created_at": "yesterday", "finished_at": "now"}) is None
     reversed_times = {"created_at": body["finished_at"], "finished_at": body["created_at"]}
-    assert lg.server_e2e_seconds(reversed_times) is None
+    assert recorder.server_e2e_seconds(reversed_times) is None
 
 
 def test_wait_stats() -> None:
-    stats = lg.WaitStats(tracked=4)
-    assert stats.e2e_source() is None and stats.stuck == 4
-    stats.on_final("completed", 0.5, 0.9)
-    stats.on_final("compensated", 0.7, 1.0)
-    assert stats.e2e_source() == "server"
-    stats.on_final("completed", None, 2.0)
-    assert stats.e2e_source() == "mixed"
-    d = stats.as_dict()
+    wait = recorder.WaitStats(tracked=4)
+    assert wait.e2e_source() is None and wait.stuck == 4
+    wait.on_final("completed", 0.5, 0.9)
+    wait.on_final("compensated", 0.7, 1.0)
+    assert wait.e2e_source() == "server"
+    wait.on_final("completed", None, 2.0)
+    assert wait.e2e_source() == "mixed"
+    d = wait.as_dict()
     assert (d["completed"], d["compensated"], d["stuck"]) == (2, 1, 1)
     assert d["e2e_latency_ms"]["max"] == 2000.0
-    assert stats.progress_line(12.34)["pending"] == 1
-    only_client = lg.WaitStats(tracked=1)
+    assert wait.progress_line(12.34)["pending"] == 1
+    only_client = recorder.WaitStats(tracked=1)
     only_client.on_final("completed", None, 0.3)
     assert only_client.e2e_source() == "client"
 
@@ -294,22 +302,22 @@ def test_wait_stats() -> None:
 # --- summary and thresholds -----------------------------------------------------------------
 
 
-def recorded(c: lg.Config, errors: dict[int, int], unsent: int = 0) -> lg.Recorder:
+def recorded(c: options.Config, errors: dict[int, int], unsent: int = 0) -> recorder.Recorder:
     """A recorder where order i got status errors.get(i, 202), all on time."""
-    planned = list(lg.plan(c))
-    rec = lg.Recorder(planned, c.warmup, c.duration)
+    planned = list(schedule.plan(c))
+    rec = recorder.Recorder(planned, c.warmup, c.duration)
     for p in planned[: len(planned) - unsent]:
         rec.on_sent(p.offset, 0.0, p.warmup)
-        rec.on_response(p.offset + 0.01, 0.01, lg.error_key(errors.get(p.seq, 202)), p.warmup)
+        rec.on_response(p.offset + 0.01, 0.01, recorder.error_key(errors.get(p.seq, 202)), p.warmup)
     return rec
 
 
 def test_summary_of_a_clean_run() -> None:
     c = config(rate=10, duration=2, wait_seconds=30)
-    wait = lg.WaitStats(tracked=20)
+    wait = recorder.WaitStats(tracked=20)
     for i in range(20):
         wait.on_final("completed" if i % 10 else "compensated", 0.2, 0.3)
-    summary = lg.build_summary(
+    summary = report.build_summary(
         c, recorded(c, {}), wait, started_at="2026-01-01T00:00:00+00:00", elapsed=2.5
     )
     assert summary["ok"] is True and summary["exit_code"] == 0 and summary["failures"] == []
@@ -321,39 +329,41 @@ def test_summary_of_a_clean_run() -> None:
     assert summary["sagas"]["completed"] == 18 and summary["sagas"]["compensated"] == 2
     assert summary["warmup"] is None
     assert summary["config"]["rate"] == 10.0
-    assert json.loads(lg.dumps(summary)) == summary
+    assert json.loads(report.dumps(summary)) == summary
 
 
 def test_error_ratio_threshold() -> None:
     c = config(rate=50, duration=2, max_error_ratio=0.01, wait_seconds=0)
-    at_limit = lg.build_summary(c, recorded(c, {3: 503}), None, started_at="", elapsed=2)
+    at_limit = report.build_summary(c, recorded(c, {3: 503}), None, started_at="", elapsed=2)
     assert at_limit["ok"] is True and at_limit["error_ratio"] == 0.01
     assert at_limit["errors_by_status"] == {"503": 1} and at_limit["sagas"] is None
-    over = lg.build_summary(c, recorded(c, {3: 503, 4: 422}), None, started_at="", elapsed=2)
-    assert over["ok"] is False and over["exit_code"] == lg.EXIT_FAILED
+    over = report.build_summary(c, recorded(c, {3: 503, 4: 422}), None, started_at="", elapsed=2)
+    assert over["ok"] is False and over["exit_code"] == saga_loadgen.EXIT_FAILED
     (failure,) = over["failures"]
     assert "error ratio 0.0200 above --max-error-ratio 0.01" in failure
     assert "422: 1, 503: 1" in failure
-    unsent = lg.build_summary(c, recorded(c, {}, unsent=2), None, started_at="", elapsed=2)
+    unsent = report.build_summary(c, recorded(c, {}, unsent=2), None, started_at="", elapsed=2)
     assert unsent["unsent"] == 2 and unsent["ok"] is False
 
 
 def test_stuck_sagas_and_signals_fail_the_run() -> None:
     c = config(rate=10, duration=1, max_stuck=1)
-    wait = lg.WaitStats(tracked=10, completed=8)
-    summary = lg.build_summary(c, recorded(c, {}), wait, started_at="", elapsed=1)
+    wait = recorder.WaitStats(tracked=10, completed=8)
+    summary = report.build_summary(c, recorded(c, {}), wait, started_at="", elapsed=1)
     assert summary["failures"] == ["2 of 10 polled sagas not final after 60s (--max-stuck 1)"]
     wait.completed = 9
-    assert lg.build_summary(c, recorded(c, {}), wait, started_at="", elapsed=1)["ok"]
-    stopped = lg.build_summary(c, recorded(c, {}), wait, started_at="", elapsed=1, interrupted=True)
+    assert report.build_summary(c, recorded(c, {}), wait, started_at="", elapsed=1)["ok"]
+    stopped = report.build_summary(
+        c, recorded(c, {}), wait, started_at="", elapsed=1, interrupted=True
+    )
     assert stopped["failures"] == ["stopped by a signal before the end"]
-    failed = lg.fail_summary(summary, "disk full")
+    failed = report.fail_summary(summary, "disk full")
     assert failed["failures"][-1] == "disk full" and failed["exit_code"] == 1
 
 
 def test_warmup_is_reported_apart() -> None:
     c = config(rate=10, duration=1, warmup=1, wait_seconds=0)
-    summary = lg.build_summary(c, recorded(c, {0: 503}), None, started_at="", elapsed=2)
+    summary = report.build_summary(c, recorded(c, {0: 503}), None, started_at="", elapsed=2)
     assert summary["warmup"]["sent"] == 10 and summary["warmup"]["errors"] == 1
     assert summary["sent"] == 10 and summary["errors"] == 0 and summary["ok"]
     assert summary["first_send_s"] == 0.0  # measured from the end of the warm-up
@@ -406,9 +416,11 @@ class FakeService:
         return httpx.Response(404, json={"error": "not_found"})
 
 
-def run(c: lg.Config, service: Callable[[httpx.Request], httpx.Response]) -> tuple[int, str, str]:
+def run(
+    c: options.Config, service: Callable[[httpx.Request], httpx.Response]
+) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = asyncio.run(lg.run(c, out, err, transport=httpx.MockTransport(service)))
+    code = asyncio.run(runner.run(c, out, err, transport=httpx.MockTransport(service)))
     return code, out.getvalue(), err.getvalue()
 
 
@@ -441,25 +453,28 @@ def test_run_sends_the_schedule_and_waits_for_the_sagas(tmp_path: Path) -> None:
 def test_run_fails_on_errors_and_exits_3_when_unreachable() -> None:
     code, out, err = run(config(rate=20, duration=0.5, wait_seconds=0), FakeService(503))
     summary = json.loads(out.splitlines()[-1])
-    assert code == lg.EXIT_FAILED and summary["errors_by_status"] == {"503": 10}
+    assert code == saga_loadgen.EXIT_FAILED and summary["errors_by_status"] == {"503": 10}
     assert "error ratio 1.0000 above --max-error-ratio" in err
 
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
     code, out, err = run(config(startup_timeout=0), refuse)
-    assert code == lg.EXIT_UNREACHABLE and out == ""
+    assert code == saga_loadgen.EXIT_UNREACHABLE and out == ""
     assert "target http://saga-saga-stack:8080 unreachable after 0s: ConnectError" in err
 
     code, out, err = run(config(startup_timeout=0), FakeService(ready=503))
-    assert code == lg.EXIT_UNREACHABLE and "not ready after 0s: /healthz/ready answered 503" in err
+    assert (
+        code == saga_loadgen.EXIT_UNREACHABLE
+        and "not ready after 0s: /healthz/ready answered 503" in err
+    )
 
 
 def test_run_reports_stuck_sagas() -> None:
     c = config(rate=20, duration=0.5, wait_seconds=1, poll_sample=4)
     code, out, _ = run(c, FakeService(polls_to_finish=10**6))
     summary = json.loads(out.splitlines()[-1])
-    assert code == lg.EXIT_FAILED
+    assert code == saga_loadgen.EXIT_FAILED
     assert summary["sagas"]["tracked"] == 4 and summary["sagas"]["stuck"] == 4
     assert 1 <= summary["sagas"]["waited_s"] < 2
     assert math.isclose(summary["error_ratio"], 0)

@@ -17,7 +17,7 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from saga_loadgen import runner as loadgen
+from saga_loadgen import cli as loadgen
 from saga_service import __version__
 from saga_service.observability import logs
 from saga_service.settings import Settings, load_settings
