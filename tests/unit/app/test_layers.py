@@ -1,0 +1,88 @@
+"""The packages of app/src are layers: each may import only the layers below it, so the tree
+keeps saying what depends on what (app/README.md, "Layout")."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import saga_loadgen
+import saga_service
+
+SRC = Path(saga_service.__file__).parent.parent
+assert Path(saga_loadgen.__file__).parent.parent == SRC
+
+# What each layer may import of the two packages (a prefix also covers its submodules).
+# Anything that matches no rule may import anything: runtime.py, which wires it all, and
+# the entry points, which drive it.
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "saga_service.domain": ("saga_service.domain",),
+    "saga_service.observability": ("saga_service.observability",),
+    "saga_service.settings": (),
+    "saga_service.adapters": (
+        "saga_service.adapters",
+        "saga_service.domain",
+        "saga_service.observability",
+        "saga_service.settings",
+    ),
+    "saga_service.service": (
+        "saga_service.service",
+        "saga_service.adapters",
+        "saga_service.domain",
+        "saga_service.observability",
+    ),
+    "saga_loadgen": ("saga_loadgen",),
+}
+# Modules a layer may import by that exact name, none of their submodules: the load
+# generator is a client of the HTTP API only and takes just the distribution's version.
+ALSO_EXACTLY: dict[str, set[str]] = {"saga_loadgen": {"saga_service"}}
+OURS = ("saga_service", "saga_loadgen")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return {name for name in found if name.split(".")[0] in OURS}
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _allowed(importer: str, imported: str) -> bool:
+    layer = max((layer for layer in ALLOWED if _within(importer, layer)), key=len, default=None)
+    if layer is None:
+        return True
+    if imported in ALSO_EXACTLY.get(layer, set()):
+        return True
+    return any(_within(imported, prefix) for prefix in ALLOWED[layer])
+
+
+MODULES = sorted(p for package in OURS for p in (SRC / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
+def test_a_layer_imports_only_the_layers_below_it(path: Path) -> None:
+    importer = _module_name(path)
+    wrong = sorted(name for name in _imports(path) if not _allowed(importer, name))
+    assert wrong == [], f"{importer} must not import {', '.join(wrong)}"
+
+
+def test_only_the_cli_reaches_the_load_generator() -> None:
+    importers = {
+        _module_name(path)
+        for path in MODULES
+        if _module_name(path).startswith("saga_service")
+        and any(_within(name, "saga_loadgen") for name in _imports(path))
+    }
+    assert importers == {"saga_service.entrypoints.cli"}
