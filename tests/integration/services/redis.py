@@ -8,7 +8,7 @@ import dataclasses
 import functools
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,20 @@ def _redis_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _wait_started(
+    proc: ManagedProcess, ready: Callable[[], bool], timeout: float, what: str, log: Path
+) -> None:
+    """Waits for `ready`; a process that lost its port (Redis and Sentinel say so in their own
+    log file, not on stdout) is stopped and raises _PortInUse, so the caller can retry."""
+    try:
+        wait_until(ready, timeout=timeout, what=what, process=proc)
+    except ServiceError as exc:
+        proc.stop()
+        if "Address already in use" in _tail(log):
+            raise _PortInUse(str(exc)) from exc
+        raise
+
+
 def _launch_redis(
     workdir: Path,
     password: str,
@@ -143,18 +157,13 @@ def _launch_redis(
             return True
         return info.get("master_link_status") == "up"
 
-    try:
-        wait_until(
-            ready,
-            timeout=REDIS_START_TIMEOUT,
-            what=f"{name} on {LOOPBACK}:{port}" + (" linked to its master" if replica_of else ""),
-            process=proc,
-        )
-    except ServiceError as exc:
-        proc.stop()
-        if "Address already in use" in _tail(workdir / "redis.log"):
-            raise _PortInUse(str(exc)) from exc
-        raise
+    _wait_started(
+        proc,
+        ready,
+        REDIS_START_TIMEOUT,
+        f"{name} on {LOOPBACK}:{port}" + (" linked to its master" if replica_of else ""),
+        workdir / "redis.log",
+    )
     return RedisInstance(
         host=LOOPBACK,
         port=port,
@@ -464,19 +473,11 @@ def _launch_sentinel(
         return True
 
     # Waited on one by one so that a port taken between free_port() and the bind is seen
-    # (Sentinel logs it to its own file and exits) and retried on another port.
-    try:
-        wait_until(
-            answers,
-            timeout=SENTINEL_START_TIMEOUT,
-            what=f"sentinel-{index} on {LOOPBACK}:{port}",
-            process=proc,
-        )
-    except ServiceError as exc:
-        proc.stop()
-        if "Address already in use" in _tail(sdir / "sentinel.log"):
-            raise _PortInUse(str(exc)) from exc
-        raise
+    # and retried on another port.
+    _wait_started(
+        proc, answers, SENTINEL_START_TIMEOUT, f"sentinel-{index} on {LOOPBACK}:{port}",
+        sdir / "sentinel.log",
+    )  # fmt: skip
     return SentinelInstance(host=LOOPBACK, port=port, workdir=sdir, process=proc)
 
 
