@@ -37,8 +37,8 @@ Environment:
 EOF
 }
 
-# shellcheck source=ci/log.sh
-source "$(dirname "${BASH_SOURCE[0]}")/log.sh"
+# shellcheck source=ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DO_APT=1
 DO_KAFKA=1

@@ -1,11 +1,14 @@
 # shellcheck shell=bash
-# Common helpers for the offline cluster scripts under ci/cluster/.
+# What the offline cluster scripts under ci/cluster/ share beyond ci/lib.sh
+# (log, die, need, ...): where things live, versions, docker flags.
 # Sourced, never run. Nothing here writes into the repository.
 
 set -euo pipefail
 
 # shellcheck disable=SC2034  # used by the scripts that source this file
 CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../lib.sh
+source "${CLUSTER_DIR}/../lib.sh"
 
 # Pinned versions live in ci/versions.sh (K8S_VERSION, DEBIAN_SUITE, ...).
 # shellcheck source=../versions.sh
@@ -18,10 +21,6 @@ source "${CLUSTER_DIR}/../versions.sh"
 : "${SAGA_STACK_CACHE:=${HOME}/.cache/saga-stack}"
 # Run-time state (dockerd log, pid, data) lives here.
 : "${CLUSTER_STATE:=/var/tmp/saga-stack-cluster}"
-
-log()  { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die()  { printf '[%s] ERROR: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; exit 1; }
-need() { command -v "$1" >/dev/null 2>&1 || die "missing command '$1'${2:+ ($2)}"; }
 
 # docker client here may be newer than Debian's 20.10 engine: pin the API
 # version to what the engine reports, unless the caller already did.

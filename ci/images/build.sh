@@ -56,8 +56,8 @@ build seconds): <cache>/images/built.tsv.
 EOF
 }
 
-# shellcheck source=ci/log.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../log.sh"
+# shellcheck source=ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 ONLY=()
 FORCE=0
@@ -291,7 +291,7 @@ docker_build() {
   record "$name" "$ref" $((SECONDS - start))
 }
 
-need() { # need NAME: make sure the image NAME exists (builds it when missing)
+need_image() { # need_image NAME: make sure the image NAME exists (builds it when missing)
   local name="$1"
   if ! image_exists "${REF[$name]}"; then
     log "$name: ${REF[$name]} is missing and needed as a base; building it first"
@@ -421,7 +421,7 @@ up_to_date() { # up_to_date NAME: the image exists (and, for the app, matches it
 }
 
 build_app() {
-  need python
+  need_image python
   prepare_wheelhouse
   # A small build context with exactly what app/Dockerfile copies (the classic
   # builder ignores app/Dockerfile.dockerignore and would send the whole tree).

@@ -38,8 +38,8 @@ Exit status: 0 if every selected test passed.
 EOF
 }
 
-# shellcheck source=ci/log.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../log.sh"
+# shellcheck source=ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 ONLY=()
 KEEP=0

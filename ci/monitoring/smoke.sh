@@ -6,8 +6,6 @@ set -euo pipefail
 # shellcheck source=ci/cluster/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib.sh"
 PROG=monitoring-smoke
-# shellcheck source=ci/log.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../log.sh"
 
 MON=saga-monitoring
 PROBE_NS=saga-monitoring-smoke

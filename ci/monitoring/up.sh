@@ -6,8 +6,6 @@ set -euo pipefail
 # shellcheck source=ci/cluster/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib.sh"
 PROG=monitoring
-# shellcheck source=ci/log.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../log.sh"
 
 MON_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "${MON_DIR}/../.." && pwd)"
