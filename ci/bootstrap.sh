@@ -23,11 +23,10 @@ EOF
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=versions.sh
 source "$repo/ci/versions.sh"
+# shellcheck source=lib.sh
+source "$repo/ci/lib.sh"
 cache=${SAGA_STACK_CACHE:-$HOME/.cache/saga-stack}
 tools="$repo/.tools/bin"
-
-step() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
 
 want_python=0 want_helm=0 want_promtool=0 want_shellcheck=0
 [ $# -eq 0 ] && set -- --all

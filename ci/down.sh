@@ -3,6 +3,8 @@
 # context. Caches (built binaries and images) stay, so the next `make up` is fast.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=lib.sh
+source "$repo/ci/lib.sh"
 
 usage() {
   cat <<USAGE
@@ -23,14 +25,14 @@ for arg in "$@"; do
 done
 
 if command -v kind >/dev/null && kind get clusters 2>/dev/null | grep -qx saga-stack; then
-  echo "==> deleting kind cluster saga-stack" >&2
+  step "deleting kind cluster saga-stack"
   kind delete cluster --name saga-stack
 fi
-echo "==> deleting the offline cluster's nodes" >&2
+step "deleting the offline cluster's nodes"
 "$repo/ci/cluster/down.sh" "${stop_engine[@]}"
 if command -v kubectl >/dev/null && [[ -f "$HOME/.kube/config" ]]; then
   for entry in context cluster user; do
     kubectl config "delete-$entry" saga-stack >/dev/null 2>&1 || true
   done
 fi
-echo "==> down (caches kept in ${SAGA_STACK_CACHE:-$HOME/.cache/saga-stack})" >&2
+step "down (caches kept in ${SAGA_STACK_CACHE:-$HOME/.cache/saga-stack})"

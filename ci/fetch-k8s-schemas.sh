@@ -35,11 +35,10 @@ EOF
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=ci/versions.sh
 source "$repo/ci/versions.sh"
+# shellcheck source=ci/lib.sh
+source "$repo/ci/lib.sh"
 cache=${SAGA_STACK_CACHE:-$HOME/.cache/saga-stack}
 root="$cache/k8s-openapi"
-
-step() { printf '==> [%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { printf 'fetch-k8s-schemas: error: %s\n' "$*" >&2; exit 1; }
 
 force=0 check=0 crds=1 versions=()
 for arg in "$@"; do

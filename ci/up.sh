@@ -7,6 +7,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=versions.sh
 source "$repo/ci/versions.sh"
+# shellcheck source=lib.sh
+source "$repo/ci/lib.sh"
 
 usage() {
   cat <<EOF
@@ -49,8 +51,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 t0=$(date +%s)
-step() { printf '==> [%4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*" >&2; }
-die() { printf 'up: %s\n' "$*" >&2; exit 1; }
+STEP_T0=$t0
 
 registry_answers() {
   # pulling kind's node image is the question that matters for the online path

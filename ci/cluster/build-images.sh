@@ -93,7 +93,7 @@ for img in "${IMAGES[@]}"; do
     */etcd:*)                    build_one "$img" etcd scratch "" ;;
     */coredns:*)                 build_one "$img" coredns scratch '["/usr/local/bin/coredns"]' ;;
     */pause:*)                   build_one "$img" pause scratch '["/usr/local/bin/pause"]' ;;
-    *) log "WARN: no recipe for ${img}" ;;
+    *) warn "no recipe for ${img}" ;;
   esac
 done
 # ---- add-on images (only when build-addons.sh has built the binary) -----------

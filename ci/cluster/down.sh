@@ -2,6 +2,8 @@
 # Remove the offline cluster's node containers and network; optionally stop our dockerd.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# ci/down.sh, which runs this, is already "down"
+PROG=cluster-down
 usage() {
   cat <<USAGE
 Usage: $(basename "$0") [--stop-engine]

@@ -14,8 +14,10 @@ USAGE
 }
 case "${1:-}" in ""|-h|--help) usage; [[ -n "${1:-}" ]]; exit ;; esac
 source_config=$1 target=${2:-$HOME/.kube/config} context=${3:-saga-stack}
-[[ -s "$source_config" ]] || { echo "merge-kubeconfig: $source_config is missing or empty" >&2; exit 1; }
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=../lib.sh
+source "$repo/ci/lib.sh"
+[[ -s "$source_config" ]] || die "$source_config is missing or empty"
 python=$repo/.venv/bin/python
 [[ -x "$python" ]] || python=python3
 mkdir -p "$(dirname "$target")"

@@ -3,6 +3,8 @@
 # from package registries and cached (ci/up.sh calls it; docs/offline-cluster.md).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# ci/up.sh, which runs this, is already "up"
+PROG=cluster-up
 : "${WORKERS:=2}"
 
 usage() {
@@ -34,7 +36,6 @@ while [[ $# -gt 0 ]]; do
 done
 here="${CLUSTER_DIR}"
 T0=$(date +%s)
-step() { log "==> $*"; }
 
 step "engine";       "$here/dockerd.sh" start --install
 docker_env
