@@ -38,3 +38,69 @@ step() {
     printf '==> [%s %s] %s\n' "$(_lib_prog)" "$(_lib_clock)" "$*" >&2
   fi
 }
+
+# --- this machine's apt sources ----------------------------------------------
+# Debian mirrors are read from /etc/apt at run time: no host name is written
+# in the repository, and each machine uses the mirror (or proxy) it already
+# trusts. One reading of those files serves both forms below.
+
+# _apt_source_uris FILE: "URI SUITE" per enabled deb entry of FILE, in the
+# one-line format or, for *.sources, deb822.
+_apt_source_uris() {
+  case "$1" in
+    *.sources)
+      awk 'function flush(  n, m, a, b, u, s) {
+             if (types ~ /(^| )deb( |$)/ && enabled != "no") {
+               n = split(uris, u, " "); m = split(suites, s, " ")
+               for (a = 1; a <= n; a++) for (b = 1; b <= m; b++) print u[a], s[b]
+             }
+             types = uris = suites = enabled = ""
+           }
+           /^[ \t]*$/ { flush(); next }
+           /^#/ { next }
+           { key = tolower($1); sub(/:$/, "", key); $1 = ""; sub(/^ /, "")
+             if (key == "types") types = $0; else if (key == "uris") uris = $0
+             else if (key == "suites") suites = $0; else if (key == "enabled") enabled = tolower($0) }
+           END { flush() }' "$1"
+      ;;
+    *) awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ } print $i, $(i + 1) }' "$1" ;;
+  esac
+}
+
+# apt_sources: "URI SUITE" lines of all of the machine's sources (one-line
+# files first), for deriving the mirrors of a suite the machine does not run.
+apt_sources() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    [[ -f $f ]] && _apt_source_uris "$f"
+  done
+  return 0
+}
+
+# apt_sources_file: the file listing the machine's Debian archive, for tools
+# that read a sources file (mmdebstrap, apt-get -o Dir::Etc::...): passed
+# whole, it keeps the keyring and components the machine already uses.
+apt_sources_file() {
+  local f
+  for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
+    if [[ -f $f && -n "$(_apt_source_uris "$f")" ]]; then
+      echo "$f"
+      return 0
+    fi
+  done
+  die "no Debian apt sources found in /etc/apt"
+}
+
+# debian_mirrors: sets DEB_URI (the Debian archive) and SEC_URI (its security
+# archive; empty when the machine has none), for sources of another suite.
+debian_mirrors() {
+  local host_suite lines
+  host_suite="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+  lines="$(apt_sources)"
+  [[ -n "$lines" ]] || die "no deb sources found in /etc/apt; cannot derive a Debian mirror"
+  DEB_URI="$(awk -v s="$host_suite" '$2 == s { print $1; exit }' <<<"$lines")"
+  [[ -n "$DEB_URI" ]] || DEB_URI="$(awk '$2 !~ /-(security|updates|backports)$/ && $1 !~ /security/ { print $1; exit }' <<<"$lines")"
+  [[ -n "$DEB_URI" ]] || die "could not find the Debian archive among the machine's apt sources"
+  # shellcheck disable=SC2034  # read by the caller
+  SEC_URI="$(awk '$2 ~ /-security$/ { print $1; exit }' <<<"$lines")"
+}

@@ -49,7 +49,7 @@ kp_base() {
       --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
       --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
       --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
-      "${DEBIAN_SUITE}" "${tarf}.tmp" "$(apt_sources)" >"${CLUSTER_STATE}/mmdebstrap-kube-proxy.log" 2>&1 \
+      "${DEBIAN_SUITE}" "${tarf}.tmp" "$(apt_sources_file)" >"${CLUSTER_STATE}/mmdebstrap-kube-proxy.log" 2>&1 \
       || die "mmdebstrap for kube-proxy failed (${CLUSTER_STATE}/mmdebstrap-kube-proxy.log)"
     mv "${tarf}.tmp" "${tarf}"
   fi

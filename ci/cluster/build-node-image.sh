@@ -49,7 +49,7 @@ if [[ ! -s "${ROOTFS}" ]]; then
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
-    "${DEBIAN_SUITE}" "${ROOTFS}.tmp" "$(apt_sources)" || die "mmdebstrap failed"
+    "${DEBIAN_SUITE}" "${ROOTFS}.tmp" "$(apt_sources_file)" || die "mmdebstrap failed"
   mv "${ROOTFS}.tmp" "${ROOTFS}"
   echo "$(date -u +%FT%TZ) mmdebstrap-node-rootfs $(( $(date +%s) - t0 ))s $(( $(stat -c %s "${ROOTFS}") / 1048576 ))MiB" >> "${CLUSTER_STATE}/timings.log"
   log "rootfs done in $(( $(date +%s) - t0 ))s"

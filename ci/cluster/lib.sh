@@ -58,10 +58,3 @@ NODE_RUN_FLAGS=(
   -v /lib/modules:/lib/modules:ro
   --init=false
 )
-
-# This machine's own apt sources, for mmdebstrap (no host names in our files).
-apt_sources() {
-  if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then echo /etc/apt/sources.list.d/debian.sources
-  elif [[ -s /etc/apt/sources.list ]]; then echo /etc/apt/sources.list
-  else die "no Debian apt sources found in /etc/apt"; fi
-}

@@ -185,44 +185,6 @@ record() { # record NAME REF SECONDS
   log "$1: built ${2} ($((size / 1000000)) MB) in ${3}s"
 }
 
-# The machine's own apt sources, as "URI SUITE" lines (one-line and deb822 formats).
-apt_sources() {
-  local f
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [[ -f $f ]] || continue
-    awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ } print $i, $(i + 1) }' "$f"
-  done
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [[ -f $f ]] || continue
-    awk 'function flush(  n, m, a, b, u, s) {
-           if (types ~ /(^| )deb( |$)/ && enabled != "no") {
-             n = split(uris, u, " "); m = split(suites, s, " ")
-             for (a = 1; a <= n; a++) for (b = 1; b <= m; b++) print u[a], s[b]
-           }
-           types = uris = suites = enabled = ""
-         }
-         /^[ \t]*$/ { flush(); next }
-         /^#/ { next }
-         { key = tolower($1); sub(/:$/, "", key); $1 = ""; sub(/^ /, "")
-           if (key == "types") types = $0; else if (key == "uris") uris = $0
-           else if (key == "suites") suites = $0; else if (key == "enabled") enabled = tolower($0) }
-         END { flush() }' "$f"
-  done
-}
-
-# Debian archive and security URIs, derived from the host's sources.
-derive_mirrors() {
-  local host_suite
-  host_suite="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
-  local lines
-  lines="$(apt_sources)"
-  [[ -n "$lines" ]] || die "no deb sources found in /etc/apt; cannot derive a Debian mirror"
-  DEB_URI="$(awk -v s="$host_suite" '$2 == s { print $1; exit }' <<<"$lines")"
-  [[ -n "$DEB_URI" ]] || DEB_URI="$(awk '$2 !~ /-(security|updates|backports)$/ && $1 !~ /security/ { print $1; exit }' <<<"$lines")"
-  [[ -n "$DEB_URI" ]] || die "could not find the Debian archive among the machine's apt sources"
-  SEC_URI="$(awk '$2 ~ /-security$/ { print $1; exit }' <<<"$lines")"
-}
-
 # --- debian base (mmdebstrap + docker import) ------------------------------
 build_debian_suite() {
   local suite="$1" ref
@@ -232,7 +194,7 @@ build_debian_suite() {
     return 0
   fi
   ensure_command mmdebstrap mmdebstrap
-  derive_mirrors
+  debian_mirrors
   local tarball="$IMG_CACHE/rootfs-$suite-minbase.tar" start=$SECONDS
   if [[ ! -s "$tarball" || $FORCE_ROOTFS -eq 1 ]]; then
     local src=("deb $DEB_URI $suite main" "deb $DEB_URI $suite-updates main")

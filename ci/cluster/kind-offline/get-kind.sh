@@ -18,7 +18,7 @@ USAGE
 dir="${SAGA_STACK_CACHE}/kind/${KIND_DEB_VERSION}"
 bin="${dir}/usr/bin/kind"
 [[ -x "$bin" ]] && { echo "$bin"; exit 0; }
-src="$(apt_sources)"
+src="$(apt_sources_file)"
 work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"   # apt drops privileges to _apt for downloads
 mkdir -p "$work/lists/partial" "$work/archives/partial"
