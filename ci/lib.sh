@@ -6,8 +6,9 @@
 # Every line goes to stderr and names its script: `make up` interleaves the
 # output of a dozen scripts, and stdout is left for what a script returns
 # (get-kind.sh prints a path, for instance).
-# PROG is that name; a script sets it when its file name alone would be
-# ambiguous (ci/up.sh and ci/cluster/up.sh), else the file name is used.
+# That name is PROG when the script sets it (its file name says too little,
+# as ci/images/build.sh's "images", or is taken: ci/cluster/up.sh is
+# "cluster-up", ci/up.sh "up"), else the file name without .sh.
 
 _lib_prog() {
   local p="${PROG:-${0##*/}}"
@@ -103,4 +104,58 @@ debian_mirrors() {
   [[ -n "$DEB_URI" ]] || die "could not find the Debian archive among the machine's apt sources"
   # shellcheck disable=SC2034  # read by the caller
   SEC_URI="$(awk '$2 ~ /-security$/ { print $1; exit }' <<<"$lines")"
+}
+
+# --- Debian root filesystems -------------------------------------------------
+
+# debian_rootfs_tar [--suite SUITE] [--source SRC]... [--opt OPT]... VARIANT TARBALL LOG [PKG...]
+# An mmdebstrap root filesystem of SUITE (default $DEBIAN_SUITE), VARIANT
+# plus PKG..., as a tarball for `docker import`. SRC are mmdebstrap's
+# mirror arguments (default: apt_sources_file); OPT are more mmdebstrap
+# options, given after the common ones so that a --dpkgopt=path-include
+# can take back part of an exclude. mmdebstrap's output goes to LOG, and
+# its tail to stderr when it fails.
+# Callers cache TARBALL under a key and build it only when it is missing,
+# so it is written as TARBALL.tmp and renamed when complete: an interrupted
+# run must not leave half a rootfs where the next run finds it.
+debian_rootfs_tar() {
+  local suite="${DEBIAN_SUITE:-}" sources=() opts=()
+  while [[ ${1:-} == --* ]]; do
+    [[ $# -ge 2 ]] || die "debian_rootfs_tar: $1 needs a value"
+    case "$1" in
+      --suite) suite="$2" ;;
+      --source) sources+=("$2") ;;
+      --opt) opts+=("$2") ;;
+      *) die "debian_rootfs_tar: unknown option $1" ;;
+    esac
+    shift 2
+  done
+  [[ $# -ge 3 ]] || die "usage: debian_rootfs_tar [--suite S] [--source SRC]... [--opt OPT]... VARIANT TARBALL LOG [PKG...]"
+  [[ -n "$suite" ]] || die "debian_rootfs_tar: no --suite and DEBIAN_SUITE is unset"
+  local variant="$1" tarball="$2" logf="$3"
+  shift 3
+  if [[ ${#sources[@]} -eq 0 ]]; then
+    local src
+    src="$(apt_sources_file)" || exit 1
+    sources=("$src")
+  fi
+  local include=()
+  [[ $# -gt 0 ]] && include=(--include="$(IFS=,; echo "$*")")
+  # Containers never read documentation, man pages, locales or info files;
+  # apt's lists and binary caches are a snapshot of the archive that is
+  # stale in an image (apt-get update fetches new ones).
+  # shellcheck disable=SC2016  # the hook's $1 (the rootfs) is expanded by mmdebstrap, not here
+  local mmdebstrap_argv=(mmdebstrap --mode=root --variant="$variant" --format=tar "${include[@]}"
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*'
+    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin'
+    "${opts[@]}" "$suite" "$tarball.tmp" "${sources[@]}")
+  mkdir -p "$(dirname "$tarball")" "$(dirname "$logf")"
+  printf '\n+ %s\n' "${mmdebstrap_argv[*]}" >>"$logf"
+  if ! "${mmdebstrap_argv[@]}" >>"$logf" 2>&1; then
+    tail -n 30 "$logf" >&2
+    rm -f "$tarball.tmp"
+    die "mmdebstrap $suite ($variant) failed (full log: $logf)"
+  fi
+  mv "$tarball.tmp" "$tarball"
 }

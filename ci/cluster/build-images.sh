@@ -41,17 +41,8 @@ kp_base() {
   local tarf="${SAGA_STACK_CACHE}/rootfs/${DEBIAN_SUITE}-kube-proxy-${kp_key}.tar"
   if [[ ! -s "${tarf}" ]]; then
     need mmdebstrap "apt-get install -y mmdebstrap"
-    mkdir -p "$(dirname "${tarf}")"
     log "mmdebstrap ${DEBIAN_SUITE} essential + ${KP_PKGS[*]} -> ${tarf}"
-    # shellcheck disable=SC2016  # the hook's $1 (the rootfs) is expanded by mmdebstrap, not here
-    mmdebstrap --mode=root --variant=essential --format=tar \
-      --include="$(IFS=,; echo "${KP_PKGS[*]}")" \
-      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
-      --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
-      --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
-      "${DEBIAN_SUITE}" "${tarf}.tmp" "$(apt_sources_file)" >"${CLUSTER_STATE}/mmdebstrap-kube-proxy.log" 2>&1 \
-      || die "mmdebstrap for kube-proxy failed (${CLUSTER_STATE}/mmdebstrap-kube-proxy.log)"
-    mv "${tarf}.tmp" "${tarf}"
+    debian_rootfs_tar essential "${tarf}" "${CLUSTER_STATE}/mmdebstrap-kube-proxy.log" "${KP_PKGS[@]}"
   fi
   docker import "${tarf}" "${kp_tag}" >/dev/null
 }

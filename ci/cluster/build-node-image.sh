@@ -40,17 +40,9 @@ ROOTFS="${SAGA_STACK_CACHE}/rootfs/${DEBIAN_SUITE}-node-${key}.tar"
 ROOTFS_TAG="saga-stack/node-rootfs:${DEBIAN_SUITE}-${key}"
 
 if [[ ! -s "${ROOTFS}" ]]; then
-  mkdir -p "$(dirname "${ROOTFS}")"
-  log "mmdebstrap ${DEBIAN_SUITE} rootfs (${#PKGS[@]} packages) -> ${ROOTFS}"
+  log "mmdebstrap ${DEBIAN_SUITE} rootfs (${#PKGS[@]} packages) -> ${ROOTFS} (log: ${CLUSTER_STATE}/mmdebstrap-node.log)"
   t0=$(date +%s)
-  # shellcheck disable=SC2016  # the hook's $1 (the rootfs) is expanded by mmdebstrap, not here
-  mmdebstrap --mode=root --variant=minbase --format=tar \
-    --include="$(IFS=,; echo "${PKGS[*]}")" \
-    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' \
-    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
-    "${DEBIAN_SUITE}" "${ROOTFS}.tmp" "$(apt_sources_file)" || die "mmdebstrap failed"
-  mv "${ROOTFS}.tmp" "${ROOTFS}"
+  debian_rootfs_tar minbase "${ROOTFS}" "${CLUSTER_STATE}/mmdebstrap-node.log" "${PKGS[@]}"
   echo "$(date -u +%FT%TZ) mmdebstrap-node-rootfs $(( $(date +%s) - t0 ))s $(( $(stat -c %s "${ROOTFS}") / 1048576 ))MiB" >> "${CLUSTER_STATE}/timings.log"
   log "rootfs done in $(( $(date +%s) - t0 ))s"
 fi

@@ -200,21 +200,18 @@ build_debian_suite() {
     local src=("deb $DEB_URI $suite main" "deb $DEB_URI $suite-updates main")
     [[ -n "$SEC_URI" ]] && src+=("deb $SEC_URI $suite-security main")
     log "debian: mmdebstrap $suite (minbase) from the machine's apt mirror ..."
-    local hooks=()
-    [[ -d /usr/share/mmdebstrap/hooks/merged-usr ]] && hooks+=(--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr)
+    local args=(--suite "$suite") s
+    for s in "${src[@]}"; do args+=(--source "$s"); done
+    [[ -d /usr/share/mmdebstrap/hooks/merged-usr ]] && args+=(--opt --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr)
     # shellcheck disable=SC2016 # "$1" in the hook is the chroot, expanded by mmdebstrap's shell
-    run_logged "debian-$suite" mmdebstrap --variant=minbase --mode=root --format=tar \
-      "${hooks[@]}" \
-      --aptopt='Acquire::Retries "3"' \
-      --aptopt='APT::Install-Recommends "false"' \
-      --dpkgopt='path-exclude=/usr/share/doc/*' \
-      --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-      --dpkgopt='path-exclude=/usr/share/man/*' \
-      --dpkgopt='path-exclude=/usr/share/info/*' \
-      --dpkgopt='path-exclude=/usr/share/locale/*' \
-      --dpkgopt='path-include=/usr/share/locale/locale.alias' \
-      --customize-hook='rm -f "$1/etc/hostname" "$1/etc/resolv.conf"; : >"$1/etc/machine-id"' \
-      "$suite" "$tarball.part" "${src[@]}"
+    args+=(--opt '--aptopt=Acquire::Retries "3"'
+      --opt '--aptopt=APT::Install-Recommends "false"'
+      --opt '--dpkgopt=path-include=/usr/share/doc/*/copyright'
+      --opt '--dpkgopt=path-include=/usr/share/locale/locale.alias'
+      --opt '--customize-hook=rm -f "$1/etc/hostname" "$1/etc/resolv.conf"; : >"$1/etc/machine-id"')
+    # Into .part, not the cached name: the tarball is complete only with the
+    # two files appended below.
+    debian_rootfs_tar "${args[@]}" minbase "$tarball.part" "$LOG_DIR/debian-$suite.log"
     # No init in a container: package scripts must not try to start services.
     # (Added after mmdebstrap, whose cleanup removes its own policy-rc.d.)
     mkdir -p "$WORK/extra/usr/sbin"
