@@ -183,14 +183,20 @@ def run_python_in(namespace: str, pod: str, code: str, *, timeout: float = 300) 
 
 APP_SERVICE = f"{RELEASE}-saga-stack"
 
-# The client code the snippets of `in_cluster` call (call, wait_final), as it runs in the pod.
+# The client code the in-cluster snippets call (call, wait_final), as it runs in the pod.
 HTTP_CLIENT = (Path(__file__).parent / "probes" / "http_client.py").read_text()
+
+
+def http_client() -> str:
+    """The client code with BASE pointing at the release's app Service: put it before any
+    program that runs in the client pod and calls the app."""
+    return f"{HTTP_CLIENT}\nBASE = {'http://' + APP_SERVICE!r}\n"
 
 
 def in_cluster(namespace: str, pod: str, body: str, timeout: float = 300) -> Any:
     """Runs `body` after the HTTP client (probes/http_client.py) in the client pod; returns
     its last JSON line."""
-    code = f"{HTTP_CLIENT}\nBASE = {'http://' + APP_SERVICE!r}\n{textwrap.dedent(body)}"
+    code = http_client() + textwrap.dedent(body)
     return run_python_in(namespace, pod, code, timeout=timeout)
 
 

@@ -22,9 +22,9 @@ import pytest
 
 from tests.e2e.cluster import (
     APP_SERVICE,
-    HTTP_CLIENT,
     InClusterProcess,
     client_pod,
+    http_client,
     kubectl,
     kubectl_json,
     ready_pods,
@@ -128,7 +128,7 @@ def test_ha_release_runs_a_replicated_data_layer(ha_release: str, probe: str) ->
 
 
 def start_sagas(namespace: str, client: str, sku: str, stock: int, count: int) -> InClusterProcess:
-    code = HTTP_CLIENT % {"service": APP_SERVICE} + SAGA_DRIVER
+    code = http_client() + SAGA_DRIVER
     driver = InClusterProcess(namespace, client, code, sku, str(stock), str(count), "0.25")
     driver.wait_line("the first 12 orders", lambda line: line.get("placed") == 12, timeout=120)
     return driver
@@ -213,7 +213,6 @@ def test_the_app_reaches_every_data_layer_service(ha_release: str, ha_client: st
     ready = run_python_in(
         ha_release,
         ha_client,
-        HTTP_CLIENT % {"service": APP_SERVICE}
-        + 'print(json.dumps(call("GET", "/healthz/ready")[:2]))',
+        http_client() + 'print(json.dumps(call("GET", "/healthz/ready")[:2]))',
     )
     assert ready[0] == 200, ready
