@@ -26,6 +26,9 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("backlog_peak", "backlog peak"),
 )
 
+# Width of one character of the 9-point fault labels, in pixels at the figure's dpi.
+LABEL_CHAR_PX = 6
+
 OUTCOME_COLORS = {Outcome.OK: "#4c9f50", Outcome.FAIL: "#d64541", Outcome.INFO: "#f0a030"}
 OUTCOME_LABELS = {Outcome.OK: "ok", Outcome.FAIL: "failed", Outcome.INFO: "unknown"}
 
@@ -147,22 +150,32 @@ def _timeline(history: History, violations: Sequence[Violation], path: Path) -> 
     top.set_ylim(0, max([1, *base]) * 1.25)
     top.legend(loc="upper right", bbox_to_anchor=(1.0, 0.9))
 
+    # A window gets the label that fits in it (kind and number, the number, or none), so a
+    # long run's labels do not pile up into an unreadable band; summary.md lists every fault.
+    px_per_second = fig.get_figwidth() * fig.dpi * 0.9 / right
     for fault, window in zip(history.faults, windows, strict=True):
         start, end = window.start - t0, window.end - t0
+        room = (end - start) * px_per_second
+        label = next(
+            (t for t in (f" #{window.index} {window.kind[:24]}", f" #{window.index}")
+             if len(t) * LABEL_CHAR_PX <= room),
+            None,
+        )  # fmt: skip
         for ax in (top, bottom):
             ax.axvspan(start, end, color="#888888", alpha=0.15, linewidth=0, zorder=0)
             ax.axvline(fault.heal_at - t0, color="#555555", linestyle="--", linewidth=0.8)
         top.axvspan(start, end, ymin=0.9, ymax=1.0, color="#a0aec0", linewidth=0)
-        top.text(
-            start,
-            0.95,
-            f" #{window.index} {window.kind[:24]}",
-            transform=top.get_xaxis_transform(),
-            va="center",
-            ha="left",
-            fontsize=9,
-            clip_on=True,
-        )
+        if label is not None:
+            top.text(
+                start,
+                0.95,
+                label,
+                transform=top.get_xaxis_transform(),
+                va="center",
+                ha="left",
+                fontsize=9,
+                clip_on=True,
+            )
 
     bottom.step(
         [s.at - t0 for s in samples],
