@@ -10,10 +10,15 @@
 {{- end }}
 {{- end }}
 
+{{- define "postgresql.replicated" -}}
+{{- if eq .Values.architecture "replication" }}true{{ end }}
+{{- end }}
+
+{{- /* Replicated servers change roles, so their component names the set; Patroni's `role` label names the role. */}}
 {{- define "postgresql.selectorLabels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: primary
+app.kubernetes.io/component: {{ ternary "server" "primary" (eq .Values.architecture "replication") }}
 {{- end }}
 
 {{- define "postgresql.labels" -}}
@@ -26,4 +31,13 @@ app.kubernetes.io/part-of: saga-stack
 
 {{- define "postgresql.secretName" -}}
 {{- default (include "postgresql.fullname" .) .Values.auth.existingSecret }}
+{{- end }}
+
+{{- define "postgresql.serviceAccountName" -}}
+{{- include "postgresql.fullname" . }}
+{{- end }}
+
+{{- /* Patroni's DCS objects: <fullname> (leader, also the primary Service's Endpoints) and <fullname>-config. */}}
+{{- define "postgresql.patroniScope" -}}
+{{- include "postgresql.fullname" . }}
 {{- end }}
