@@ -15,6 +15,18 @@ Conn = AsyncConnection[DictRow]
 Pool = AsyncConnectionPool[Conn]
 
 
+# A primary that vanished (its node lost, a failover) sends no reset: without these a
+# connection to it hangs for the kernel's retransmission timeout (about 15 minutes)
+# instead of failing within seconds, so that the next attempt reaches the new primary.
+DEAD_PEER_DETECTION = {
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
+
+
 def make_conninfo(settings: Settings) -> str:
     return conninfo.make_conninfo(
         host=settings.database_host,
@@ -25,6 +37,7 @@ def make_conninfo(settings: Settings) -> str:
         sslmode=settings.database_sslmode,
         application_name="saga-service",
         connect_timeout=5,
+        **DEAD_PEER_DETECTION,
         # A frozen or partitioned process must not hold stock row locks for long.
         options="-c idle_in_transaction_session_timeout=15000",
     )
@@ -54,7 +67,7 @@ def sqlalchemy_url(settings: Settings) -> URL:
         host=settings.database_host,
         port=settings.database_port,
         database=settings.database_name,
-        query={"sslmode": settings.database_sslmode},
+        query={"sslmode": settings.database_sslmode, **DEAD_PEER_DETECTION},
     )
 
 
