@@ -5,7 +5,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # ci/up.sh, which runs this, is already "up"
 PROG=cluster-up
-: "${WORKERS:=2}"
+: "${WORKERS:=3}"
 
 usage() {
   cat <<USAGE

@@ -405,6 +405,13 @@ def cut_dependency(dependency: str) -> Callable[[Target, int], Injected]:
 # --- the data layer -------------------------------------------------------------------------
 
 
+def postgres_primary(target: Target, choice: int) -> dict[str, Any]:
+    """The server Patroni labels `role=primary` (replication), or the only PostgreSQL pod."""
+    servers = running_pods(target, target.selector("postgresql"))
+    primaries = [p for p in servers if p["metadata"].get("labels", {}).get("role") == "primary"]
+    return _pick(primaries or servers, choice, "postgresql primary")
+
+
 def redis_master(target: Target) -> dict[str, Any]:
     """The pod most Sentinels name as master (replication), or the only Redis pod."""
     redis = running_pods(target, target.selector("redis"))
@@ -485,9 +492,9 @@ KINDS: dict[str, FaultKind] = {
         ),
         FaultKind(
             "postgres-kill",
-            "PostgreSQL SIGKILLed",
+            "PostgreSQL primary SIGKILLed",
             0,
-            kill_pod_process(_one_of("postgresql")),
+            kill_pod_process(lambda t, c: postgres_primary(t, c)),
             needs="postgresql",
         ),
     )
