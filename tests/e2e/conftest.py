@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.cluster import (
+    APP_SERVICE,
     RELEASE,
     REPO,
     CommandFailed,
@@ -103,6 +104,34 @@ def ha_release(cluster: list[str]) -> Iterator[str]:
     ]  # fmt: skip
     with installed_release(values, prefix="saga-ha") as namespace:
         yield namespace
+
+
+@pytest.fixture(scope="session")
+def ha_client(ha_release: str) -> str:
+    """A pod outside the release with the app's image, on the control plane, which no fault
+    test stops."""
+    image = kubectl_json("get", "deployment", "-n", ha_release, APP_SERVICE)["spec"]["template"][
+        "spec"
+    ]["containers"][0]["image"]
+    return client_pod(ha_release, "ha-client", image, on_control_plane=True)
+
+
+@pytest.fixture(scope="session")
+def probe(ha_release: str) -> str:
+    """A pod outside the release with the app's image, environment and data-layer client
+    labels, on the control plane."""
+    app = kubectl_json("get", "deployment", "-n", ha_release, APP_SERVICE)["spec"]["template"]
+    container = app["spec"]["containers"][0]
+    labels = {k: v for k, v in app["metadata"]["labels"].items() if k.startswith("saga-stack.io/")}
+    return client_pod(
+        ha_release,
+        "ha-probe",
+        container["image"],
+        labels,
+        env=container.get("env", []),
+        env_from=container.get("envFrom", []),
+        on_control_plane=True,
+    )
 
 
 @pytest.hookimpl(wrapper=True)

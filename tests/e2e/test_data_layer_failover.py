@@ -11,31 +11,25 @@ $SAGA_STACK_RESULTS (default ~/.cache/saga-stack/results)/e2e-failover.json.
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import time
-from pathlib import Path
-from typing import Any
-
-import pytest
 
 from tests.e2e.cluster import (
-    APP_SERVICE,
     InClusterProcess,
-    client_pod,
     http_client,
     kubectl,
-    kubectl_json,
     ready_pods,
     run_python_in,
     wait_for,
 )
-
-PROBE = (Path(__file__).parent / "probes" / "data_layer_probe.py").read_text()
-REDIS_SELECTOR = "app.kubernetes.io/name=redis"
-KAFKA_SELECTOR = "app.kubernetes.io/name=kafka"
-RESULTS = Path(os.environ.get("SAGA_STACK_RESULTS", Path.home() / ".cache/saga-stack/results"))
+from tests.e2e.failover import (
+    KAFKA_SELECTOR,
+    PROBE,
+    REDIS_SELECTOR,
+    outage,
+    record,
+    redis_master_pod,
+)
 
 # Orders placed at a steady pace from inside the cluster, the pace printed as it goes so
 # the test can break something mid-run; then every order is waited on to a final state.
@@ -56,67 +50,6 @@ _, level, _ = call("GET", "/stock/" + sku)
 print(json.dumps({"placed_at": [p["at"] for p in placed], "http": [p["status"] for p in placed],
                   "finals": finals, "stock": level}), flush=True)
 """
-
-
-def _record(name: str, figures: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "e2e-failover.json"
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data[name] = {**figures, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
-def outage(lines: list[dict[str, Any]], kind: str, since: float) -> dict[str, Any]:
-    """What a client saw of `kind` after `since`: failed attempts, the last failure, the first
-    success after it, and the longest stretch between two successes."""
-    attempts = [line for line in lines if line.get("kind") == kind and line["end"] >= since]
-    failures = [a for a in attempts if not a["ok"]]
-    successes = [a["end"] for a in attempts if a["ok"]]
-    last_failure = max((a["end"] for a in failures), default=since)
-    recovered = min((t for t in successes if t > last_failure), default=None)
-    before = [line["end"] for line in lines if line.get("kind") == kind and line["ok"]]
-    ends = sorted({max((t for t in before if t < since), default=since), *successes})
-    gaps = [b - a for a, b in itertools.pairwise(ends)]
-    return {
-        "attempts": len(attempts),
-        "failed_attempts": len(failures),
-        "errors": sorted({a["error"] for a in failures}),
-        "first_success_after_last_failure_s": None if recovered is None else recovered - since,
-        "longest_gap_between_successes_s": max(gaps, default=0.0),
-    }
-
-
-@pytest.fixture(scope="module")
-def ha_client(ha_release: str) -> str:
-    image = kubectl_json("get", "deployment", "-n", ha_release, APP_SERVICE)["spec"]["template"][
-        "spec"
-    ]["containers"][0]["image"]
-    return client_pod(ha_release, "ha-client", image)
-
-
-@pytest.fixture(scope="module")
-def probe(ha_release: str) -> str:
-    """A pod outside the release with the app's image, environment and data-layer client labels."""
-    app = kubectl_json("get", "deployment", "-n", ha_release, APP_SERVICE)["spec"]["template"]
-    container = app["spec"]["containers"][0]
-    labels = {k: v for k, v in app["metadata"]["labels"].items() if k.startswith("saga-stack.io/")}
-    return client_pod(
-        ha_release,
-        "ha-probe",
-        container["image"],
-        labels,
-        env=container.get("env", []),
-        env_from=container.get("envFrom", []),
-    )
-
-
-def redis_master_pod(namespace: str, probe: str) -> str:
-    """The pod the Sentinels name as master (they announce `<pod>.<headless service>`)."""
-    kubectl_out = kubectl(
-        "exec", "-i", "-n", namespace, probe, "--", "python3", "-", "--master", stdin=PROBE
-    )
-    host: str = json.loads(kubectl_out.strip().splitlines()[-1])["host"]
-    return host.split(".")[0]
 
 
 def test_ha_release_runs_a_replicated_data_layer(ha_release: str, probe: str) -> None:
@@ -173,7 +106,7 @@ def test_losing_the_redis_master_mid_run_promotes_a_replica_without_oversell(
         "confirmed": confirmed,
         "cancelled": finals.count("CANCELLED"),
     }
-    _record("redis_master_loss", figures)
+    record("redis_master_loss", figures)
     print(json.dumps(figures))
 
 
@@ -205,7 +138,7 @@ def test_losing_a_kafka_broker_mid_run_loses_no_event(
         timeout=300,
     )
     figures = {"broker": victim, "produce": seen, "read_back": read_back}
-    _record("kafka_broker_loss", figures)
+    record("kafka_broker_loss", figures)
     print(json.dumps(figures))
 
 
