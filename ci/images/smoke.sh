@@ -21,7 +21,8 @@ Runs each built image the way the chart does and checks its interface:
   app         saga-service --help, uid 10001, --read-only with a /tmp tmpfs
   postgres    initdb from POSTGRES_* env, init scripts (.sql and .sh) run once,
               password (scram-sha-256) login from another container, wrong
-              password refused, pg_isready, restart keeps data
+              password refused, pg_isready, restart keeps data; patroni and
+              pg_rewind/pg_basebackup for architecture=replication
   redis       the chart's sh -c 'exec redis-server ... --requirepass', PING with
               the password from another container, NOAUTH without it
   kafka       KRaft combined mode with the chart's environment, restart keeps
@@ -215,6 +216,11 @@ SH
   out="$(oneshot -e PGPASSWORD=smoke-pass --entrypoint psql "$ref" -h "$ip" -U saga -d saga -tA -c 'SELECT count(*) FROM init_marker')"
   check "restart keeps the data and does not rerun init scripts (rows: $out)" test "$out" = 2
   check "log says initialisation was skipped" bash -c "$DOCKER logs $name 2>&1 | grep -q 'skipping initialisation'"
+  # architecture=replication runs `patroni CONFIG`, with the server binaries where the chart says.
+  out="$(oneshot --entrypoint patroni "$ref" --version)"
+  check "patroni runs as the chart's command: '$out'" grep -q '^patroni [0-9]' <<<"$out"
+  check "pg_rewind and pg_basebackup in /usr/lib/postgresql/17/bin (replication.binDir)" \
+    "$DOCKER" run --rm --entrypoint test "$ref" -x /usr/lib/postgresql/17/bin/pg_rewind -a -x /usr/lib/postgresql/17/bin/pg_basebackup
 }
 
 test_redis() {
