@@ -316,6 +316,73 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"externalKafka.sasl.mechanism": "GSSAPI"},
         ["/externalKafka/sasl/mechanism"],
     ),
+    # PostgreSQL under Patroni (architecture: replication) and the spreading of every set
+    (
+        "postgresql architecture not offered",
+        {"postgresql.architecture": "cluster"},
+        ["postgresql", "/architecture", "'standalone', 'replication'"],
+    ),
+    (
+        "postgresql with no instances",
+        {"postgresql.architecture": "replication", "postgresql.replication.instances": 0},
+        ["postgresql", "/replication/instances", "minimum"],
+    ),
+    (
+        "synchronous replication with a single standby",
+        {
+            "postgresql.architecture": "replication",
+            "postgresql.replication.synchronous": True,
+            "postgresql.replication.instances": 2,
+        },
+        [
+            "postgresql.replication.synchronous",
+            "postgresql.replication.instances of at least 3 (it is 2)",
+        ],
+    ),
+    (
+        "patroni loop and retries longer than the leader lease",
+        {
+            "postgresql.architecture": "replication",
+            "postgresql.replication.loopWait": 10,
+            "postgresql.replication.retryTimeout": 10,
+        },
+        ["postgresql.replication.loopWait (10)", "retryTimeout (10)", "exceeds ttl (20)"],
+    ),
+    (
+        "unknown key under postgresql.replication",
+        {"postgresql.replication.replicas": 3},
+        ["postgresql", "/replication", "'replicas'"],
+    ),
+    (
+        "postgresql anti-affinity not offered",
+        {"postgresql.podAntiAffinity": "always"},
+        ["postgresql", "/podAntiAffinity", "'soft', 'hard'"],
+    ),
+    (
+        "redis anti-affinity not offered",
+        {"redis.podAntiAffinity": "always"},
+        ["redis", "/podAntiAffinity", "'soft', 'hard'"],
+    ),
+    (
+        "kafka anti-affinity not offered",
+        {"kafka.podAntiAffinity": "always"},
+        ["kafka", "/podAntiAffinity", "'soft', 'hard'"],
+    ),
+    (
+        "no Kubernetes API port for Patroni",
+        {"postgresql.networkPolicy.kubernetesApiPorts": []},
+        ["postgresql", "/networkPolicy/kubernetesApiPorts", "minItems"],
+    ),
+    (
+        "replication role name in upper case",
+        {"postgresql.replication.replicationUsername": "Replicator"},
+        ["postgresql", "/replication/replicationUsername"],
+    ),
+    (
+        "replication role name with a dash",
+        {"postgresql.replication.replicationUsername": "repl-user"},
+        ["postgresql", "/replication/replicationUsername"],
+    ),
 ]
 
 
