@@ -12,10 +12,13 @@ import base64
 import json
 from typing import Any
 
+import pytest
+
 from tests.e2e.cluster import (
     APP_SELECTOR,
     CHART,
     RELEASE,
+    CommandFailed,
     client_pod,
     helm,
     in_cluster,
@@ -197,6 +200,12 @@ def test_a_release_of_its_own_lives_through_upgrade_rollback_and_uninstall(
         helm("upgrade", RELEASE, str(CHART), "-n", namespace, "--reuse-values",
              "--wait", "--timeout", "10m")  # fmt: skip
         assert _postgres_password(namespace) == password_before
+        # The StatefulSet's selector cannot change: switching architecture is refused, by name.
+        with pytest.raises(CommandFailed, match=r"postgresql\.architecture cannot change"):
+            helm("upgrade", RELEASE, str(CHART), "-n", namespace, "--reuse-values",
+                 "--set", "postgresql.architecture=replication",
+                 "--set", "postgresql.image.repository=saga-stack.local/postgres",
+                 "--dry-run=server")  # fmt: skip
 
         history = json.loads(helm("history", RELEASE, "-n", namespace, "-o", "json"))
         first = history[0]["revision"]

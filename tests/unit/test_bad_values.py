@@ -331,6 +331,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         "synchronous replication with a single standby",
         {
             "postgresql.architecture": "replication",
+            "postgresql.image.repository": "saga-stack.local/postgres",
             "postgresql.replication.synchronous": True,
             "postgresql.replication.instances": 2,
         },
@@ -343,10 +344,25 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         "patroni loop and retries longer than the leader lease",
         {
             "postgresql.architecture": "replication",
+            "postgresql.image.repository": "saga-stack.local/postgres",
             "postgresql.replication.loopWait": 10,
             "postgresql.replication.retryTimeout": 10,
         },
         ["postgresql.replication.loopWait (10)", "retryTimeout (10)", "exceeds ttl (20)"],
+    ),
+    (
+        "replication on the official image, which has no Patroni",
+        {"postgresql.architecture": "replication"},
+        ["postgresql.image.repository is postgres", "has no Patroni"],
+    ),
+    (
+        "a PostgreSQL PDB that lets a drain take every server",
+        {
+            "postgresql.architecture": "replication",
+            "postgresql.image.repository": "saga-stack.local/postgres",
+            "postgresql.pdb.maxUnavailable": 3,
+        },
+        ["postgresql.pdb.maxUnavailable (3)", "postgresql.replication.instances (3)"],
     ),
     (
         "unknown key under postgresql.replication",

@@ -38,10 +38,18 @@ from test_chart_policies import _check_restricted
 from test_data_layer import KAFKA3, REPLICATION, SENTINEL, app_config, app_secret_env
 
 PG = "saga-postgresql"
-PATRONI = {"postgresql.architecture": "replication"}
+# The default image is the official one, which has no Patroni (the chart refuses it here).
+PATRONI = {
+    "postgresql.architecture": "replication",
+    "postgresql.image.repository": "saga-stack.local/postgres",
+}
 VALUES = REPO_ROOT / "values"
 PROFILES: dict[str, list[Path]] = {
-    "local+local-ha": [VALUES / "local.yaml", VALUES / "local-ha.yaml"],
+    "local+local-ha": [
+        VALUES / "local.yaml",
+        VALUES / "local-ha.yaml",
+        VALUES / "offline-images.yaml",
+    ],
     "ha": [VALUES / "ha.yaml"],
 }
 HOSTNAME = "kubernetes.io/hostname"
