@@ -346,6 +346,7 @@ def test_helm3_renders_the_same_objects_as_helm4() -> None:
     # random parts pinned, so both must produce identical objects
     pinned = {
         "postgresql.auth.password": "p",
+        "postgresql.auth.replicationPassword": "rp",
         "redis.auth.password": "r",
         "kafka.clusterId": "AAAAAAAAAAAAAAAAAAAAAA",
     }

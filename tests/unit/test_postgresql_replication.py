@@ -437,3 +437,15 @@ def test_kafka_anti_affinity(mode: str) -> None:
 
 def test_kafka_anti_affinity_is_soft_by_default() -> None:
     assert_spreads(one(render(values=KAFKA3), "StatefulSet", "saga-kafka"), "soft")
+
+
+def test_every_profile_names_the_postgres_image_tag_that_ci_builds() -> None:
+    """ci/versions.sh is where the tag is pinned; the profiles that name the image follow it."""
+    pinned = next(
+        line.split("=", 1)[1].strip()
+        for line in (REPO_ROOT / "ci" / "versions.sh").read_text().splitlines()
+        if line.startswith("POSTGRES_IMAGE_TAG=")
+    )
+    for name in ("offline-images.yaml", "local-ha.yaml", "ha.yaml"):
+        values = yaml.safe_load((VALUES / name).read_text())
+        assert values["postgresql"]["image"]["tag"] == pinned, name
