@@ -244,7 +244,12 @@ def test_killing_the_node_of_both_leaders_promotes_replicas_and_loses_no_acknowl
     confirmed = acknowledged.count("CONFIRMED")
     assert "MISSING" not in acknowledged, "an acknowledged order is not readable after failover"
     assert "PENDING" not in acknowledged, f"sagas stuck: {acknowledged.count('PENDING')}"
-    assert level["reserved"] == 0 and level["available"] + confirmed == stock, level
+    # An attempt the client saw fail may still have committed (its answer lost with a pod):
+    # only those may account for stock beyond the acknowledged confirmations.
+    unacknowledged = sum(p["status"] != 202 for p in placed)
+    sold = stock - level["available"]
+    assert level["reserved"] == 0, f"reservations left over: {level}"
+    assert confirmed <= sold <= confirmed + unacknowledged, (level, confirmed, unacknowledged)
     after = [p for p in placed if p["at"] > lost_at]
     failed_after = [p for p in after if p["status"] != 202]
     last_failure = max((p["end"] for p in failed_after), default=lost_at)
