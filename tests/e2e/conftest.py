@@ -96,13 +96,16 @@ def ha_release(cluster: list[str]) -> Iterator[str]:
     the fault campaign and the failover tests: installed once, it is the heaviest.
     A fixed number of app pods (the HPA's scale-ins would be faults of their own) and a
     10 s saga lease, so that a frozen pod's lease and locks expire before its liveness
-    probe would restart it, and the fencing path is what the freeze exercises."""
+    probe would restart it, and the fencing path is what the freeze exercises.
+    SAGA_E2E_HA_NAMESPACE names one installed so before (kept with SAGA_E2E_KEEP=1) to
+    run the tests against it again instead."""
     values = [
         *install_values("local-ha.yaml"),
         "--set", "autoscaling.enabled=false", "--set", "autoscaling.backlog.enabled=false",
         "--set", "config.sagaLeaseSeconds=10",
     ]  # fmt: skip
-    with installed_release(values, prefix="saga-ha") as namespace:
+    kept = os.environ.get("SAGA_E2E_HA_NAMESPACE") or None
+    with installed_release(None if kept else values, namespace=kept, prefix="saga-ha") as namespace:
         yield namespace
 
 

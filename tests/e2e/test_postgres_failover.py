@@ -133,12 +133,18 @@ def test_ha_release_runs_three_postgres_servers_one_per_node(ha_release: str) ->
     assert primary["metadata"]["name"] == leader["Member"], "the Service is not on the leader"
 
 
+def on_server(namespace: str, pod: str, script: str) -> str:
+    """A shell script in the server's container, connecting as the chart's superuser."""
+    env = 'export PGHOST=/var/run/postgresql PGUSER="$POSTGRES_USER"; '
+    argv = ["bash", "-c", env + script]
+    return kubectl("exec", "-n", namespace, pod, "-c", "postgresql", "--", *argv).strip()
+
+
 def pgbench(namespace: str, pod: str, commit: str) -> dict[str, float]:
     """A 4-client simple-update run on the primary with `synchronous_commit=commit`: latency
     and transactions per second as pgbench reports them."""
-    env = f"PGOPTIONS='-c synchronous_commit={commit}'"
-    run = f"{env} pgbench -h /var/run/postgresql -n -b simple-update -c 4 -j 2 -T 8 commit_cost"
-    out = kubectl("exec", "-n", namespace, pod, "-c", "postgresql", "--", "bash", "-c", run)
+    run = f"PGOPTIONS='-c synchronous_commit={commit}' pgbench -n -b simple-update -c 4 -j 2 -T 8"
+    out = on_server(namespace, pod, run + " commit_cost")
     figures = {}
     for line in out.splitlines():
         if line.startswith("latency average"):
@@ -156,8 +162,7 @@ def test_synchronous_commit_waits_for_a_standby_and_its_cost_is_measured(ha_rele
     pod = primary["metadata"]["name"]
 
     def psql(sql: str) -> str:
-        argv = ["psql", "-h", "/var/run/postgresql", "-d", "postgres", "-tAc", sql]
-        return kubectl("exec", "-n", ha_release, pod, "-c", "postgresql", "--", *argv).strip()
+        return on_server(ha_release, pod, f'psql -d postgres -tAc "{sql}"')
 
     assert psql("SHOW synchronous_standby_names") != "", "no synchronous standby configured"
     sync = psql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")
@@ -165,8 +170,7 @@ def test_synchronous_commit_waits_for_a_standby_and_its_cost_is_measured(ha_rele
     psql("DROP DATABASE IF EXISTS commit_cost")
     psql("CREATE DATABASE commit_cost")
     try:
-        init = "pgbench -h /var/run/postgresql -i -q -s 1 commit_cost"
-        kubectl("exec", "-n", ha_release, pod, "-c", "postgresql", "--", "bash", "-c", init)
+        on_server(ha_release, pod, "pgbench -i -q -s 1 commit_cost")
         local, remote = pgbench(ha_release, pod, "local"), pgbench(ha_release, pod, "on")
     finally:
         psql("DROP DATABASE IF EXISTS commit_cost")
