@@ -133,6 +133,30 @@ def test_ha_release_runs_three_postgres_servers_one_per_node(ha_release: str) ->
     assert primary["metadata"]["name"] == leader["Member"], "the Service is not on the leader"
 
 
+def test_ha_stack_idle_footprint_is_recorded(ha_release: str) -> None:
+    """What the whole local-ha release takes when idle, per component (kubectl top)."""
+
+    def sampled() -> list[str] | None:
+        rows = kubectl("top", "pods", "-n", ha_release, "--no-headers").splitlines()
+        return rows if sum("-postgresql-" in row for row in rows) == 3 else None
+
+    rows = wait_for("metrics of every pod", sampled, timeout=120, every=5)
+    per: dict[str, dict[str, float]] = {}
+    for row in rows:
+        name, cpu, memory = row.split()[:3]
+        part = next((c for c in ("postgresql", "redis", "kafka") if f"-{c}-" in name), "other")
+        if "saga-stack" in name:
+            part = "app"
+        totals = per.setdefault(part, {"pods": 0, "cpu_m": 0.0, "memory_mib": 0.0})
+        totals["pods"] += 1
+        totals["cpu_m"] += float(cpu.rstrip("m"))
+        totals["memory_mib"] += float(memory.rstrip("Mi"))
+    assert per.get("postgresql", {}).get("pods") == 3, per
+    total = {k: sum(v[k] for v in per.values()) for k in ("pods", "cpu_m", "memory_mib")}
+    record("ha_idle_footprint", {"by_component": per, "total": total})
+    print(json.dumps({"by_component": per, "total": total}))
+
+
 def on_server(namespace: str, pod: str, script: str) -> str:
     """A shell script in the server's container, connecting as the chart's superuser."""
     env = 'export PGHOST=/var/run/postgresql PGUSER="$POSTGRES_USER"; '
@@ -182,30 +206,6 @@ def test_synchronous_commit_waits_for_a_standby_and_its_cost_is_measured(ha_rele
     }
     record("synchronous_commit_cost", figures)
     print(json.dumps(figures))
-
-
-def test_ha_stack_idle_footprint_is_recorded(ha_release: str) -> None:
-    """What the whole local-ha release takes when idle, per component (kubectl top)."""
-
-    def sampled() -> list[str] | None:
-        rows = kubectl("top", "pods", "-n", ha_release, "--no-headers").splitlines()
-        return rows if sum("-postgresql-" in row for row in rows) == 3 else None
-
-    rows = wait_for("metrics of every pod", sampled, timeout=120, every=5)
-    per: dict[str, dict[str, float]] = {}
-    for row in rows:
-        name, cpu, memory = row.split()[:3]
-        part = next((c for c in ("postgresql", "redis", "kafka") if f"-{c}-" in name), "other")
-        if "saga-stack" in name:
-            part = "app"
-        totals = per.setdefault(part, {"pods": 0, "cpu_m": 0.0, "memory_mib": 0.0})
-        totals["pods"] += 1
-        totals["cpu_m"] += float(cpu.rstrip("m"))
-        totals["memory_mib"] += float(memory.rstrip("Mi"))
-    assert per.get("postgresql", {}).get("pods") == 3, per
-    total = {k: sum(v[k] for v in per.values()) for k in ("pods", "cpu_m", "memory_mib")}
-    record("ha_idle_footprint", {"by_component": per, "total": total})
-    print(json.dumps({"by_component": per, "total": total}))
 
 
 def test_killing_the_node_of_both_leaders_promotes_replicas_and_loses_no_acknowledged_order(
