@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.cluster import RELEASE, kubectl, kubectl_json
+from tests.e2e.cluster import RELEASE, InClusterProcess, http_client, kubectl, kubectl_json
 from tests.e2e.releases import RESULTS
 
 PROBE = (Path(__file__).parent / "probes" / "data_layer_probe.py").read_text()
@@ -19,6 +19,54 @@ KAFKA_SELECTOR = "app.kubernetes.io/name=kafka"
 POSTGRES_SELECTOR = "app.kubernetes.io/name=postgresql"
 PRIMARY_SERVICE = f"{RELEASE}-postgresql"
 PATRONICTL = ["patronictl", "-c", "/etc/patroni/patroni.yml"]
+
+# Orders at a steady pace; a request that fails at the socket (an app pod lost with its node,
+# a timeout) is recorded as not acknowledged instead of stopping the run. Then every
+# acknowledged order is read back until it is final.
+SAGA_DRIVER = """
+import sys
+sku, stock, count, pace = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+
+def attempt(method, path, body=None):
+    try:
+        return call(method, path, body)
+    except Exception as exc:
+        return None, {"error": type(exc).__name__}, {}
+
+call("PUT", "/stock/" + sku, {"quantity": stock})
+placed = []
+for i in range(count):
+    started = time.time()
+    status, body, _ = attempt("POST", "/orders", {"customer_id": sku + "-%d" % i, "items": [
+        {"sku": sku, "quantity": 1, "unit_price_cents": 100}]})
+    order_id = (body or {}).get("order_id") if status == 202 else None
+    placed.append({"status": status, "order_id": order_id, "at": started, "end": time.time()})
+    print(json.dumps({"placed": i + 1, "status": status}), flush=True)
+    time.sleep(max(0.0, pace - (time.time() - started)))
+
+def final(order_id, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status, body, _ = attempt("GET", "/orders/" + order_id)
+        if status == 200 and body["status"] != "PENDING":
+            return body["status"]
+        if status == 404:
+            return "MISSING"
+        time.sleep(0.5)
+    return "PENDING"
+
+finals = [final(p["order_id"]) if p["order_id"] else None for p in placed]
+_, level, _ = attempt("GET", "/stock/" + sku)
+print(json.dumps({"placed": placed, "finals": finals, "stock": level}), flush=True)
+"""
+
+
+def start_sagas(namespace: str, client: str, sku: str, stock: int, count: int) -> InClusterProcess:
+    """SAGA_DRIVER at 4 orders/s, once its first 12 orders are placed."""
+    code = http_client() + SAGA_DRIVER
+    driver = InClusterProcess(namespace, client, code, sku, str(stock), str(count), "0.25")
+    driver.wait_line("the first 12 orders", lambda line: line.get("placed") == 12, timeout=120)
+    return driver
 
 
 def record(name: str, figures: dict[str, Any]) -> None:

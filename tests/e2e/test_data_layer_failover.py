@@ -29,27 +29,8 @@ from tests.e2e.failover import (
     outage,
     record,
     redis_master_pod,
+    start_sagas,
 )
-
-# Orders placed at a steady pace from inside the cluster, the pace printed as it goes so
-# the test can break something mid-run; then every order is waited on to a final state.
-SAGA_DRIVER = """
-import sys
-sku, stock, count, pace = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-call("PUT", "/stock/" + sku, {"quantity": stock})
-placed = []
-for i in range(count):
-    started = time.time()
-    status, body, _ = call("POST", "/orders", {"customer_id": "ha-%d" % i, "items": [
-        {"sku": sku, "quantity": 1, "unit_price_cents": 100}]})
-    placed.append({"status": status, "order_id": (body or {}).get("order_id"), "at": started})
-    print(json.dumps({"placed": i + 1, "status": status}), flush=True)
-    time.sleep(max(0.0, pace - (time.time() - started)))
-finals = [wait_final(p["order_id"], timeout=300) if p["order_id"] else "REFUSED" for p in placed]
-_, level, _ = call("GET", "/stock/" + sku)
-print(json.dumps({"placed_at": [p["at"] for p in placed], "http": [p["status"] for p in placed],
-                  "finals": finals, "stock": level}), flush=True)
-"""
 
 
 def test_ha_release_runs_a_replicated_data_layer(ha_release: str, probe: str) -> None:
@@ -58,13 +39,6 @@ def test_ha_release_runs_a_replicated_data_layer(ha_release: str, probe: str) ->
     assert len(redis) == 3, [p["metadata"]["name"] for p in redis]
     assert len(kafka) == 3, [p["metadata"]["name"] for p in kafka]
     assert redis_master_pod(ha_release, probe) in {p["metadata"]["name"] for p in redis}
-
-
-def start_sagas(namespace: str, client: str, sku: str, stock: int, count: int) -> InClusterProcess:
-    code = http_client() + SAGA_DRIVER
-    driver = InClusterProcess(namespace, client, code, sku, str(stock), str(count), "0.25")
-    driver.wait_line("the first 12 orders", lambda line: line.get("placed") == 12, timeout=120)
-    return driver
 
 
 def test_losing_the_redis_master_mid_run_promotes_a_replica_without_oversell(
@@ -87,15 +61,13 @@ def test_losing_the_redis_master_mid_run_promotes_a_replica_without_oversell(
 
     summary = driver.finish(timeout=600)[-1]
     seen = outage(lock_probe.finish(timeout=120), "lock", lost_at)
-    finals, level = summary["finals"], summary["stock"]
+    placed, finals, level = summary["placed"], summary["finals"], summary["stock"]
     confirmed = finals.count("CONFIRMED")
-    assert summary["http"] == [202] * count, summary["http"]
+    assert [p["status"] for p in placed] == [202] * count, placed
     assert "PENDING" not in finals, f"sagas stuck: {finals.count('PENDING')}"
     assert confirmed <= stock, f"oversold: {confirmed} confirmed for a stock of {stock}"
     assert level["reserved"] == 0 and level["available"] + confirmed == stock, level
-    after_loss = [
-        final for final, at in zip(finals, summary["placed_at"], strict=True) if at > lost_at
-    ]
+    after_loss = [final for final, p in zip(finals, placed, strict=True) if p["at"] > lost_at]
     assert "CONFIRMED" in after_loss, "no order placed after the failover was confirmed"
     assert seen["first_success_after_last_failure_s"] is not None, seen
     figures = {
@@ -128,7 +100,7 @@ def test_losing_a_kafka_broker_mid_run_loses_no_event(
     lines = produce_probe.finish(timeout=180)
     seen = outage(lines, "produce", lost_at)
     read_back = next(line for line in lines if line.get("kind") == "read-back")
-    assert summary["http"] == [202] * count, summary["http"]
+    assert [p["status"] for p in summary["placed"]] == [202] * count, summary["placed"]
     assert summary["finals"] == ["CONFIRMED"] * count, summary["finals"]
     assert read_back["missing"] == [], f"acknowledged but not readable: {read_back['missing']}"
     assert read_back["acknowledged"] > 0

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from tests.chaos.faults import docker, node_running
-from tests.e2e.cluster import InClusterProcess, http_client, kubectl, kubectl_json, wait_for
+from tests.e2e.cluster import kubectl, kubectl_json, wait_for
 from tests.e2e.failover import (
     POSTGRES_SELECTOR,
     REDIS_SELECTOR,
@@ -26,47 +26,8 @@ from tests.e2e.failover import (
     postgres_primary_ip,
     record,
     redis_master_pod,
+    start_sagas,
 )
-
-# Orders at a steady pace; a request that fails at the socket (the app pod on the killed node,
-# a timeout) is recorded as not acknowledged instead of stopping the run. Then every
-# acknowledged order is read back until it is final.
-DRIVER = """
-import sys
-sku, stock, count, pace = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-
-def attempt(method, path, body=None):
-    try:
-        return call(method, path, body)
-    except Exception as exc:
-        return None, {"error": type(exc).__name__}, {}
-
-call("PUT", "/stock/" + sku, {"quantity": stock})
-placed = []
-for i in range(count):
-    started = time.time()
-    status, body, _ = attempt("POST", "/orders", {"customer_id": "pg-%d" % i, "items": [
-        {"sku": sku, "quantity": 1, "unit_price_cents": 100}]})
-    order_id = (body or {}).get("order_id") if status == 202 else None
-    placed.append({"status": status, "order_id": order_id, "at": started, "end": time.time()})
-    print(json.dumps({"placed": i + 1, "status": status}), flush=True)
-    time.sleep(max(0.0, pace - (time.time() - started)))
-
-def final(order_id, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status, body, _ = attempt("GET", "/orders/" + order_id)
-        if status == 200 and body["status"] != "PENDING":
-            return body["status"]
-        if status == 404:
-            return "MISSING"
-        time.sleep(0.5)
-    return "PENDING"
-
-finals = [final(p["order_id"]) if p["order_id"] else None for p in placed]
-_, level, _ = attempt("GET", "/stock/" + sku)
-print(json.dumps({"placed": placed, "finals": finals, "stock": level}), flush=True)
-"""
 
 
 def start_node(node: str) -> bool:
@@ -217,9 +178,7 @@ def test_killing_the_node_of_both_leaders_promotes_replicas_and_loses_no_acknowl
     old_name, node = old_primary["metadata"]["name"], old_primary["spec"]["nodeName"]
     old_master = move_redis_master_to(ha_release, probe, node)
 
-    code = http_client() + DRIVER
-    driver = InClusterProcess(ha_release, ha_client, code, "pg-sku", str(stock), str(count), "0.25")
-    driver.wait_line("the first 12 orders", lambda line: line.get("placed") == 12, timeout=120)
+    driver = start_sagas(ha_release, ha_client, "pg-sku", stock, count)
 
     lost_at = time.time()
     docker("kill", node)
