@@ -24,14 +24,14 @@ Builds each NAME into \${SAGA_STACK_CACHE}/addons/<module>@<version>/bin/NAME
 (cached: delete the binary to rebuild). --path prints that path for each NAME
 and builds nothing. Recipes:
 $(printf '  %s\n' "${RECIPES[@]}" | cut -d'|' -f1-3 | tr '|' ' ')
-Env: BUILD_NICE (19), BUILD_PAR (1). Timings: ${CLUSTER_STATE}/timings.log
+Env: BUILD_NICE (19), BUILD_PAR (every core). Timings: ${CLUSTER_STATE}/timings.log
 USAGE
 }
 [[ $# -gt 0 ]] || { usage; exit 2; }
 names=(); print_path=0
 for a in "$@"; do case "$a" in -h|--help) usage; exit 0 ;; --list) printf '%s\n' "${RECIPES[@]}" | cut -d'|' -f1; exit 0 ;; --path) print_path=1 ;; *) names+=("$a") ;; esac; done
 [[ $print_path == 1 ]] || need go
-: "${BUILD_NICE:=19}"; : "${BUILD_PAR:=1}"
+: "${BUILD_NICE:=19}"; : "${BUILD_PAR:=$(nproc)}"
 export CGO_ENABLED=0 GOOS=linux GOARCH=amd64 GOFLAGS="-p=${BUILD_PAR}" GOCACHE="${SAGA_STACK_CACHE}/go-build"
 mkdir -p "${CLUSTER_STATE}"
 

@@ -20,7 +20,8 @@ Environment:
   ETCD_VERSION  etcd server version (default: what this kubeadm expects)
   COREDNS_VERSION  CoreDNS version (default: what this kubeadm expects)
   BUILD_NICE    nice level for the compiler (default 19)
-  BUILD_PAR     go build -p value (default 1; the machine is shared)
+  BUILD_PAR     go build -p value (default: every core, as nothing else runs during
+                make up; niced, so anything that does run still gets the CPU first)
 Timings go to ${CLUSTER_STATE}/timings.log.
 USAGE
 }
@@ -39,7 +40,7 @@ done
 
 need go "the Go toolchain"
 : "${BUILD_NICE:=19}"
-: "${BUILD_PAR:=1}"
+: "${BUILD_PAR:=$(nproc)}"
 
 K8S_DIR="${SAGA_STACK_CACHE}/k8s-build/${K8S_VERSION}"
 BIN="${K8S_DIR}/bin"
