@@ -266,9 +266,14 @@ def node_ip(node: str) -> str:
 
 
 def stop_node(target: Target, choice: int) -> Injected:
-    """The node dies at once (SIGKILL to its container: no graceful shutdown, no goodbye to
-    the API server), and comes back on heal with its disks, as after a power cut."""
-    node = workers()[choice % len(workers())]
+    """A worker holding an app pod (what a user tries first; with more workers than app
+    pods another node may hold none) dies at once (SIGKILL to its container: no graceful
+    shutdown, no goodbye to the API server), and comes back on heal with its disks, as
+    after a power cut."""
+    nodes = workers()
+    hosts = sorted({p["spec"].get("nodeName") for p in running_pods(target, target.app_selector)})
+    candidates = [n for n in nodes if n in hosts] or nodes
+    node = candidates[choice % len(candidates)]
     release = f"app.kubernetes.io/instance={target.release}"
     hosted = sorted(
         p["metadata"]["name"] for p in pods(target, release) if p["spec"].get("nodeName") == node
