@@ -289,6 +289,44 @@ def test_health_metrics_openapi_and_graceful_sigterm(one_app: tuple[AppStack, Ap
     assert app2.ready()
 
 
+def test_after_sigterm_keep_alive_clients_are_served_then_told_to_reconnect(
+    app_stack: AppStack,
+) -> None:
+    """A client on a kept-alive connection (as a Service's connection tracking keeps it on a
+    stopping pod) is not refused during the drain: its orders are taken, each answer says
+    `Connection: close`, and the process still exits 0 within the grace period."""
+    (app,) = app_stack.start(1, SHUTDOWN_DRAIN_SECONDS="3")
+    app_stack.set_stock("DRAIN-1", 1000)
+    line = {"sku": "DRAIN-1", "quantity": 1, "unit_price_cents": 1}
+    body = {"customer_id": "drain", "items": [line]}
+
+    def stopping() -> bool:
+        try:
+            return not app.ready()
+        except httpx.TransportError:
+            return True
+
+    answers: list[tuple[int, str]] = []
+    with app.client() as client:
+        first = client.post("/orders", json=body)
+        assert first.status_code == 202 and first.headers.get("connection") != "close"
+        app.process.popen.send_signal(signal.SIGTERM)
+        app_processes.wait_for(stopping, timeout=5, what="readiness to turn false")
+        # The first of these goes over the connection opened before SIGTERM.
+        for _ in range(5):
+            try:
+                response = client.post("/orders", json=body)
+            except httpx.TransportError:
+                break
+            answers.append((response.status_code, response.headers.get("connection", "")))
+    code = app.process.popen.wait(timeout=float(app_stack.env["SHUTDOWN_GRACE_SECONDS"]))
+    assert code == 0, app.log()[-3000:]
+    assert len(answers) == 5, answers
+    assert {status for status, _ in answers} == {202}, answers
+    assert all(connection == "close" for _, connection in answers), answers
+    assert app_stack.scalar("SELECT count(*) FROM orders") == 1 + len(answers)
+
+
 @pytest.mark.parametrize("away", ["redis", "kafka"])
 def test_without_redis_or_kafka_the_pod_stays_ready_degraded_and_takes_orders(
     app_stack_factory: StackFactory, redis: services.RedisInstance, away: str

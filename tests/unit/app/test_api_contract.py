@@ -35,8 +35,11 @@ def app(**settings: Any) -> FastAPI:
         "kafka_bootstrap_servers": "unused",
         **settings,
     }
-    # create_app reads only the settings and a name until a request reaches a handler.
-    runtime = types.SimpleNamespace(settings=Settings(**values), instance_id="unit")
+    # create_app reads only the settings, a name and whether the runtime is shutting down
+    # until a request reaches a handler.
+    runtime = types.SimpleNamespace(
+        settings=Settings(**values), instance_id="unit", shutting_down=False
+    )
     return create_app(runtime)  # type: ignore[arg-type]
 
 

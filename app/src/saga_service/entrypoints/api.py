@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -303,9 +304,10 @@ class RequestContext:
     client can see how requests spread over replicas.
     """
 
-    def __init__(self, app: ASGIApp, served_by: str) -> None:
+    def __init__(self, app: ASGIApp, served_by: str, draining: Callable[[], bool]) -> None:
         self.app = app
         self.served_by = served_by.encode("latin-1", "replace")
+        self.draining = draining
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -330,6 +332,10 @@ class RequestContext:
                     (b"x-correlation-id", correlation.encode("latin-1", "replace")),
                     (b"x-served-by", self.served_by),
                 ]
+                if self.draining():
+                    # uvicorn closes the connection after this answer: the client's next
+                    # request opens a new one, which reaches a pod that is not stopping.
+                    extra.append((b"connection", b"close"))
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
@@ -462,7 +468,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     async def place_order(body: OrderIn) -> OrderAccepted | JSONResponse:
         """Accept an order and start its saga; poll GET /orders/{order_id} for the outcome."""
-        if runtime.shutting_down:
+        if runtime.stopping.is_set():
+            # Draining still takes orders (they are stored before the answer, and any pod
+            # runs their sagas); only a runtime that has let go of its pool refuses.
             return _error(503, "shutting_down", "this instance is shutting down; retry")
         if len(body.items) > settings.max_order_items:
             return _error(
@@ -590,7 +598,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     async def put_stock(sku: SkuPath, body: StockIn) -> StockOut | JSONResponse:
         """Set the units available for sale (units reserved by sagas are kept apart)."""
-        if runtime.shutting_down:
+        if runtime.stopping.is_set():
+            # Draining still takes orders (they are stored before the answer, and any pod
+            # runs their sagas); only a runtime that has let go of its pool refuses.
             return _error(503, "shutting_down", "this instance is shutting down; retry")
         level = await runtime.executor.set_stock(sku, body.quantity)
         return StockOut(sku=level.sku, available=level.available, reserved=level.reserved)
@@ -660,5 +670,9 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     # Added last = outermost: the request context wraps the size limit, so 413s are counted.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContext, served_by=runtime.instance_id)
+    app.add_middleware(
+        RequestContext,
+        served_by=runtime.instance_id,
+        draining=lambda: runtime.shutting_down,
+    )
     return app

@@ -116,6 +116,9 @@ async def serve(settings: Settings) -> int:
     runtime = Runtime(settings)
     await runtime.start()
     app = create_app(runtime)
+    # The grace period is shared: the drain first, then the server's own graceful close,
+    # then the runtime handing back its work.
+    after_drain = settings.shutdown_grace_seconds - settings.drain_seconds()
     config = uvicorn.Config(
         app,
         host="0.0.0.0",
@@ -123,16 +126,21 @@ async def serve(settings: Settings) -> int:
         log_config=None,
         access_log=False,
         lifespan="off",
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds * 0.3)),
+        timeout_graceful_shutdown=max(1, int(after_drain * 0.3)),
         timeout_keep_alive=5,
     )
-    server = _Server(config, on_signal=runtime.begin_shutdown)
     loop = asyncio.get_running_loop()
+    server = _Server(
+        config,
+        on_signal=runtime.begin_shutdown,
+        drain_seconds=settings.drain_seconds(),
+        loop=loop,
+    )
     server.on_first_signal = lambda: loop.call_later(
         max(0.5, settings.shutdown_grace_seconds - 0.5), _hard_exit
     )
     await server.serve()
-    await runtime.stop(timeout=settings.shutdown_grace_seconds * 0.6)
+    await runtime.stop(timeout=after_drain * 0.6)
     return 0
 
 
@@ -144,19 +152,42 @@ def _hard_exit() -> None:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn.Server that flips readiness on the first signal, arms the hard-exit timer,
-    and does not re-raise the signal after serving (the runtime still has to stop)."""
+    """uvicorn.Server that, on the first signal, flips readiness, arms the hard-exit timer
+    and keeps serving for the drain (answers then close their connections) before it
+    closes; a second signal closes at once. It does not re-raise the signal after serving
+    (the runtime still has to stop)."""
 
-    def __init__(self, config: uvicorn.Config, on_signal: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        on_signal: Callable[[], None],
+        drain_seconds: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         super().__init__(config)
         self.on_signal = on_signal
+        self.drain_seconds = drain_seconds
+        self.loop = loop
+        self.draining = False
         self.on_first_signal: Callable[[], object] = lambda: None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if not self.should_exit:
+        if not (self.draining or self.should_exit):
+            self.draining = True
             self.on_signal()
             self.on_first_signal()
+            if self.drain_seconds > 0:
+                # A signal handler may run between any two bytecodes of the loop's own code.
+                self.loop.call_soon_threadsafe(self._close_after_drain, sig)
+                return
         super().handle_exit(sig, frame)
+
+    def _close_after_drain(self, sig: int) -> None:
+        self.loop.call_later(self.drain_seconds, self._close, sig)
+
+    def _close(self, sig: int) -> None:
+        if not self.should_exit:
+            super().handle_exit(sig, None)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
