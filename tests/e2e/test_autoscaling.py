@@ -123,7 +123,9 @@ def test_hpa_scales_out_on_the_backlog_and_back_in(scaling_release: str) -> None
     log = kubectl("logs", "-n", scaling_release, f"job/{job['metadata']['name']}")
     summary = json.loads(log.strip().splitlines()[-1])
     assert job["status"].get("succeeded") == 1, summary
-    assert summary["errors"] == 0 and summary["accepted"] > 0, summary
+    assert summary["accepted"] > 0, summary
+    # Scale-ins happen while requests are still under way: a pod leaving fails none of them.
+    assert summary["errors"] == 0, summary["errors_by_status"]
     assert summary["sagas"]["stuck"] == 0 and summary["sagas"]["tracked"] > 0, summary["sagas"]
     print(json.dumps({k: summary[k] for k in ("offered", "sent", "unsent", "accepted")}))
 
