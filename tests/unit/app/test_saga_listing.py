@@ -99,7 +99,6 @@ def test_a_time_a_cursor_cannot_hold_is_refused_when_encoding() -> None:
         ("2026-12-04t20:30:00z", datetime(2026, 12, 4, 20, 30, tzinfo=UTC)),
         ("2026-12-04T21:30:00+01:00", datetime(2026, 12, 4, 20, 30, tzinfo=UTC)),
         ("2026-12-04T20:30:00.123456789Z", datetime(2026, 12, 4, 20, 30, 0, 123456, tzinfo=UTC)),
-        ("2016-12-31T23:59:60Z", datetime(2016, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
         ("0001-01-01T00:00:00+01:00", datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))),
     ],
 )
@@ -118,6 +117,7 @@ def test_rfc_3339_date_times_are_taken(text: str, expected: datetime) -> None:
         ("2026-12-04 20:30:00Z", "not an RFC 3339"),
         ("2026-12-04T20:30:00Z\n", "not an RFC 3339"),
         ("0000-01-01T00:00:00Z", "not an RFC 3339"),
+        ("2016-12-31T23:59:60Z", "not an RFC 3339"),  # a leap second: datetime has none
         ("2026-12-04T20:30:00+24:00", "not an RFC 3339"),
         ("2026-02-30T00:00:00Z", "not a valid date-time"),
         ("2026-04-31T00:00:00Z", "not a valid date-time"),
