@@ -2,7 +2,7 @@
 document and checks every answer of a real app process against it, with every check on:
 examples, coverage (boundary values, undeclared methods), fuzzing (valid and invalid data)
 and the stateful phase, which follows the document's links (PUT /stock -> POST /orders ->
-GET /orders/{id} and GET /sagas/{id}).
+GET /orders/{id}, GET /sagas/{id} and GET /sagas?customer_id=).
 
 The document the requests come from is always the reference one, built from
 saga_service.entrypoints.api in this process with the default settings, so the test says whether an
@@ -244,3 +244,4 @@ def test_call_sequences_following_the_links_meet_the_contract(contract_target: s
     assert answered[("POST /orders", 202)] > 0, answered
     assert answered[("GET /orders/{order_id}", 200)] > 0, answered
     assert answered[("GET /sagas/{saga_id}", 200)] > 0, answered
+    assert answered[("GET /sagas", 200)] > 0, answered

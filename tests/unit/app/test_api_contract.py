@@ -95,6 +95,8 @@ def test_every_operation_declares_its_errors_and_allow_on_405() -> None:
         ("post", "/orders"): {"202", "400", "405", "413", "422", "503"},
         ("get", "/orders/{order_id}"): {"200", "404", "405", "413", "422", "503"},
         ("get", "/sagas/{saga_id}"): {"200", "404", "405", "413", "422", "503"},
+        ("get", "/sagas"): {"200", "405", "413", "422", "503"},
+        ("get", "/sagas/stats"): {"200", "405", "413", "422", "503"},
         ("put", "/stock/{sku}"): {"200", "400", "405", "413", "422", "503"},
         ("get", "/stock/{sku}"): {"200", "404", "405", "413", "422", "503"},
     }
@@ -131,6 +133,9 @@ def test_links_lead_from_a_stock_change_to_an_order_and_on_to_its_saga() -> None
         "order_id": "$response.body#/order_id"
     }
     assert links[("place_order", "GetSaga")]["parameters"] == {"saga_id": "$response.body#/saga_id"}
+    assert links[("place_order", "ListCustomerSagas")]["parameters"] == {
+        "customer_id": "$request.body#/customer_id"
+    }
     order = links[("put_stock", "PlaceOrder")]["requestBody"]
     assert order["items"][0]["sku"] == "$response.body#/sku"
 
@@ -154,6 +159,8 @@ def test_the_document_publishes_max_order_items() -> None:
         ("DELETE", "/orders", "POST"),
         ("PATCH", "/orders/00000000-0000-0000-0000-000000000000", "GET"),
         ("TRACE", "/sagas/x", "GET"),
+        ("POST", "/sagas", "GET"),
+        ("DELETE", "/sagas/stats", "GET"),
     ],
 )
 def test_405_names_every_method_of_the_path(method: str, path: str, allow: str) -> None:

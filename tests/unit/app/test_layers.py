@@ -7,11 +7,13 @@ import ast
 from pathlib import Path
 
 import pytest
+import saga_console
 import saga_loadgen
 import saga_service
 
 SRC = Path(saga_service.__file__).parent.parent
 assert Path(saga_loadgen.__file__).parent.parent == SRC
+assert Path(saga_console.__file__).parent.parent == SRC
 
 # What each layer may import of the two packages (a prefix also covers its submodules).
 # Anything that matches no rule may import anything: runtime.py, which wires it all, and
@@ -33,11 +35,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "saga_service.observability",
     ),
     "saga_loadgen": ("saga_loadgen",),
+    "saga_console": ("saga_console",),
 }
 # Modules a layer may import by that exact name, none of their submodules: the load
-# generator is a client of the HTTP API only and takes just the distribution's version.
-ALSO_EXACTLY: dict[str, set[str]] = {"saga_loadgen": {"saga_service"}}
-OURS = ("saga_service", "saga_loadgen")
+# generator and the console are clients (of the HTTP API, of Prometheus) and take just the
+# distribution's version.
+ALSO_EXACTLY: dict[str, set[str]] = {
+    "saga_loadgen": {"saga_service"},
+    "saga_console": {"saga_service"},
+}
+OURS = ("saga_service", "saga_loadgen", "saga_console")
 
 
 def _module_name(path: Path) -> str:
@@ -76,6 +83,17 @@ def test_a_layer_imports_only_the_layers_below_it(path: Path) -> None:
     importer = _module_name(path)
     wrong = sorted(name for name in _imports(path) if not _allowed(importer, name))
     assert wrong == [], f"{importer} must not import {', '.join(wrong)}"
+
+
+def test_nothing_of_the_service_reaches_the_console() -> None:
+    # The console will run as its own process; the service must not grow a need for it.
+    importers = {
+        _module_name(path)
+        for path in MODULES
+        if not _module_name(path).startswith("saga_console")
+        and any(_within(name, "saga_console") for name in _imports(path))
+    }
+    assert importers == set()
 
 
 def test_only_the_cli_reaches_the_load_generator() -> None:

@@ -1,5 +1,6 @@
 """HTTP API (FastAPI). Commands: POST /orders, PUT /stock/{sku}. Queries: GET /orders,
-/sagas, /stock. Bad input always gets a 4xx with a message that says what is wrong."""
+/sagas (one, a page of them, counts per state), /stock. Bad input always gets a 4xx with a
+message that says what is wrong."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -34,6 +35,8 @@ from saga_service.domain.order import (
     OrderStatus,
 )
 from saga_service.domain.saga import SagaState, order_status_for
+from saga_service.entrypoints import saga_listing
+from saga_service.entrypoints.saga_listing import Timestamp
 from saga_service.observability import metrics, tracing
 from saga_service.runtime import Runtime
 from saga_service.service.orchestrator import UnknownSku
@@ -147,6 +150,48 @@ class SagaOut(_Out):
     finished_at: datetime | None
 
 
+class SagaSummaryOut(_Out):
+    saga_id: uuid.UUID
+    order_id: uuid.UUID
+    customer_id: str
+    state: SagaState
+    order_status: OrderStatus
+    attempts: int
+    failed_step: str | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    duration_ms: int | None = Field(description="finished_at - created_at; null until final")
+
+
+class SagaPageOut(_Out):
+    items: list[SagaSummaryOut] = Field(description="newest first (created_at, then saga_id)")
+    next_cursor: str | None = Field(
+        description="pass as `cursor`, with the same filters, for the next (older) page; null "
+        "on the last page",
+        pattern=saga_listing.CURSOR_PATTERN.pattern,
+    )
+
+
+class SagaStateCounts(_Out):
+    """One count per saga state, 0 when there is none."""
+
+    RESERVING_STOCK: int
+    CHARGING_PAYMENT: int
+    CONFIRMING: int
+    COMPLETED: int
+    REFUNDING: int
+    RELEASING_STOCK: int
+    CANCELLING: int
+    COMPENSATED: int
+
+
+class SagaStatsOut(_Out):
+    since: datetime | None = Field(description="counted are the sagas created at or after it")
+    total: int
+    counts: SagaStateCounts
+
+
 class StockIn(BaseModel):
     quantity: JsonInt = Field(ge=0, le=1_000_000_000, description="units available for sale")
 
@@ -245,6 +290,37 @@ def _link(operation_id: str, description: str, **link: Any) -> dict[str, Any]:
 
 _QUERY_UNAVAILABLE = (503, QueryUnavailable, "unavailable: the database did not answer")
 _BAD_ID = (422, InvalidRequest, "invalid_request: the id is not a UUID")
+_BAD_QUERY = (422, InvalidRequest, "invalid_request: a query parameter breaks its schema")
+
+StatesQuery = Annotated[
+    list[SagaState] | None,
+    Query(description="only sagas in these states (repeat the parameter for several)"),
+]
+CustomerQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=CUSTOMER_ID_MAX_LENGTH,
+        pattern=CUSTOMER_ID_PATTERN.pattern,
+        description="only this customer's sagas",
+    ),
+]
+SinceQuery = Annotated[
+    Timestamp | None, Query(description="created at or after this RFC 3339 date-time")
+]
+UntilQuery = Annotated[
+    Timestamp | None, Query(description="created before this RFC 3339 date-time")
+]
+LimitQuery = Annotated[
+    int, Query(ge=1, le=saga_listing.LIMIT_MAX, description="the most sagas on one page")
+]
+CursorQuery = Annotated[
+    str | None,
+    Query(
+        pattern=saga_listing.CURSOR_PATTERN.pattern,
+        description="next_cursor of the previous page (with the same filters)",
+    ),
+]
 
 
 def _error(status: int, error: str, message: str, detail: Any = None) -> JSONResponse:
@@ -446,6 +522,11 @@ def create_app(runtime: Runtime) -> FastAPI:
                         "the order's saga and its steps",
                         parameters={"saga_id": "$response.body#/saga_id"},
                     ),
+                    "ListCustomerSagas": _link(
+                        "list_sagas",
+                        "the sagas of the order's customer, this one among them",
+                        parameters={"customer_id": "$request.body#/customer_id"},
+                    ),
                 },
             },
             **_errors(
@@ -509,6 +590,64 @@ def create_app(runtime: Runtime) -> FastAPI:
         if row is None:
             return _error(404, "not_found", f"no order {order_id}")
         return OrderOut(**row)
+
+    # Before /sagas/{saga_id}, which would take "stats" for an id and refuse it.
+    @app.get(
+        "/sagas/stats",
+        operation_id="saga_stats",
+        response_model=SagaStatsOut,
+        responses={
+            200: {"description": "how many sagas are in each state"},
+            **_errors(_BAD_QUERY, _QUERY_UNAVAILABLE),
+        },
+    )
+    async def saga_stats(since: SinceQuery = None) -> SagaStatsOut:
+        assert runtime.pool is not None
+        async with runtime.pool.connection() as conn:
+            counts = await queries.saga_counts(conn, since)
+        return SagaStatsOut(
+            since=since,
+            total=sum(counts.values()),
+            counts=SagaStateCounts(**{state.value: n for state, n in counts.items()}),
+        )
+
+    @app.get(
+        "/sagas",
+        operation_id="list_sagas",
+        response_model=SagaPageOut,
+        responses={
+            200: {"description": "one page of sagas, newest first"},
+            **_errors(_BAD_QUERY, _QUERY_UNAVAILABLE),
+        },
+    )
+    async def list_sagas(
+        state: StatesQuery = None,
+        customer_id: CustomerQuery = None,
+        since: SinceQuery = None,
+        until: UntilQuery = None,
+        limit: LimitQuery = saga_listing.LIMIT_DEFAULT,
+        cursor: CursorQuery = None,
+    ) -> SagaPageOut:
+        """Recent sagas, filtered; `since` after `until` is an empty window, not an error."""
+        where = queries.SagaFilter(frozenset(state or ()), customer_id, since, until)
+        after = saga_listing.decode_cursor(cursor) if cursor is not None else None
+        assert runtime.pool is not None
+        async with runtime.pool.connection() as conn:
+            # One row more than asked says whether there is a next page.
+            rows = await queries.list_sagas(conn, where, after, limit + 1)
+        page = rows[:limit]
+        last = page[-1] if len(rows) > limit else None
+        return SagaPageOut(
+            items=[
+                SagaSummaryOut(**row, order_status=order_status_for(SagaState(row["state"])))
+                for row in page
+            ],
+            next_cursor=saga_listing.encode_cursor(
+                queries.SagaPosition(last["created_at"], last["saga_id"])
+            )
+            if last is not None
+            else None,
+        )
 
     @app.get(
         "/sagas/{saga_id}",

@@ -4,9 +4,15 @@ Nothing here locks or writes, so a read never waits on a saga step's row locks."
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from psycopg import sql
+
 from saga_service.adapters.postgres.db import Conn
+from saga_service.domain.saga import SagaState
 from saga_service.domain.stock import StockLevel
 
 
@@ -43,6 +49,78 @@ async def saga_view(conn: Conn, saga_id: uuid.UUID) -> dict[str, Any] | None:
     )
     saga["steps"] = await cur.fetchall()
     return saga
+
+
+@dataclass(frozen=True, slots=True)
+class SagaFilter:
+    """Which sagas a listing shows; an empty `states` means every state."""
+
+    states: frozenset[SagaState] = frozenset()
+    customer_id: str | None = None
+    since: datetime | None = None  # created_at >= since
+    until: datetime | None = None  # created_at < until
+
+
+@dataclass(frozen=True, slots=True)
+class SagaPosition:
+    """A row's place in the newest-first order: a page goes on after the last row shown."""
+
+    created_at: datetime
+    saga_id: uuid.UUID
+
+
+_SAGA_SUMMARY = sql.SQL(
+    "SELECT s.saga_id, s.order_id, o.customer_id, s.state, s.attempts, s.failed_step,"
+    " s.last_error, s.created_at, s.finished_at,"
+    " (EXTRACT(EPOCH FROM s.finished_at - s.created_at) * 1000)::bigint AS duration_ms"
+    " FROM sagas s JOIN orders o ON o.order_id = s.order_id"
+)
+
+
+async def list_sagas(
+    conn: Conn, where: SagaFilter, after: SagaPosition | None, limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` sagas, newest first, strictly after `after`. Keyset paging on
+    (created_at, saga_id): a page never shifts when new sagas arrive, which OFFSET would."""
+    conditions: list[sql.Composable] = []
+    params: list[Any] = []
+    if where.states:
+        conditions.append(sql.SQL("s.state = ANY(%s)"))
+        params.append(sorted(str(state) for state in where.states))
+    if where.customer_id is not None:
+        conditions.append(sql.SQL("o.customer_id = %s"))
+        params.append(where.customer_id)
+    if where.since is not None:
+        conditions.append(sql.SQL("s.created_at >= %s"))
+        params.append(where.since)
+    if where.until is not None:
+        conditions.append(sql.SQL("s.created_at < %s"))
+        params.append(where.until)
+    if after is not None:
+        # A row comparison, so that sagas_newest_idx serves it as one range.
+        conditions.append(sql.SQL("(s.created_at, s.saga_id) < (%s, %s)"))
+        params += [after.created_at, after.saga_id]
+    query: sql.Composable = _SAGA_SUMMARY
+    if conditions:
+        query = query + sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+    query = query + sql.SQL(" ORDER BY s.created_at DESC, s.saga_id DESC LIMIT %s")
+    params.append(limit)
+    cur = await conn.execute(query, params)
+    return await cur.fetchall()
+
+
+async def saga_counts(conn: Conn, since: datetime | None) -> dict[SagaState, int]:
+    """Sagas per state (created at or after `since`, if given); every state, 0 when none."""
+    query = "SELECT state, count(*) AS n FROM sagas"
+    params: Sequence[Any] = ()
+    if since is not None:
+        query += " WHERE created_at >= %s"
+        params = (since,)
+    cur = await conn.execute(query + " GROUP BY state", params)
+    counts = dict.fromkeys(SagaState, 0)
+    for row in await cur.fetchall():
+        counts[SagaState(row["state"])] = int(row["n"])
+    return counts
 
 
 async def get_stock(conn: Conn, sku: str) -> StockLevel | None:
