@@ -37,7 +37,9 @@ def client() -> TestClient:
     )
     # No pool: a request that got past validation would fail, so a 422 here proves the
     # parameter was refused before any query.
-    runtime = types.SimpleNamespace(settings=settings, instance_id="unit", pool=None)
+    runtime = types.SimpleNamespace(
+        settings=settings, instance_id="unit", pool=None, shutting_down=False
+    )
     return TestClient(create_app(runtime), raise_server_exceptions=False)  # type: ignore[arg-type]
 
 
