@@ -139,6 +139,9 @@ def parse_runtime_config(content: bytes) -> dict[str, Any]:
         data = json.loads(content)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RuntimeConfigError([], f"not valid JSON: {exc}") from None
+    except RecursionError:
+        # json.loads gives up on deep nesting this way; a refusal like any other.
+        raise RuntimeConfigError([], "not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise RuntimeConfigError([], "not a JSON object of settings")
     fields: dict[str, Any] = {}

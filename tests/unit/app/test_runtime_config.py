@@ -64,6 +64,7 @@ def test_numbers_may_be_written_as_the_environment_writes_them() -> None:
         (b'{"LOG_LEVEL": "DEBUG",', [], "not valid JSON"),
         (b'["LOG_LEVEL"]', [], "not a JSON object"),
         (b"\xff\xfe", [], "not valid JSON"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, [], "nested too deeply", id="deeply nested"),
     ],
 )
 def test_a_bad_file_is_refused_naming_the_key(document: bytes, keys: list[str], text: str) -> None:
