@@ -82,6 +82,22 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["postgresql", "/persistence/size"],
     ),
     ("bad log level", {"config.logLevel": "LOUD"}, ["/config/logLevel"]),
+    ("lower-case log level", {"config.logLevel": "debug"}, ["/config/logLevel"]),
+    ("unknown key under config", {"config.logLevl": "DEBUG"}, ["/config", "'logLevl'"]),
+    ("lock TTL too short", {"config.lockTtlMs": 10}, ["/config/lockTtlMs", "minimum"]),
+    (
+        "lock acquire timeout too short",
+        {"config.lockAcquireTimeoutMs": 5},
+        ["/config/lockAcquireTimeoutMs", "minimum"],
+    ),
+    (
+        "lock acquire timeout as a duration",
+        {"config.lockAcquireTimeoutMs": "10s"},
+        ["/config/lockAcquireTimeoutMs"],
+    ),
+    ("negative step delay", {"config.stepDelayMs": -1}, ["/config/stepDelayMs", "minimum"]),
+    ("step delay of hours", {"config.stepDelayMs": 3600000}, ["/config/stepDelayMs", "maximum"]),
+    ("fractional step delay", {"config.stepDelayMs": 2.5}, ["/config/stepDelayMs"]),
     ("bad service type", {"service.type": "ExternalName"}, ["/service/type"]),
     ("bad topic name", {"topics.events": "saga events"}, ["/topics/events"]),
     (

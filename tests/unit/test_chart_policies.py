@@ -242,9 +242,12 @@ def _pod_annotations(values: dict[str, Any]) -> dict[str, str]:
 def test_config_change_rolls_pods_but_scaling_does_not() -> None:
     base = _pod_annotations({})
     assert (
-        _pod_annotations({"config.logLevel": "DEBUG"})["checksum/config"] != base["checksum/config"]
+        _pod_annotations({"config.sagaLeaseSeconds": 45})["checksum/config"]
+        != base["checksum/config"]
     )
     assert _pod_annotations({"replicas": 7}) == base
+    # reloaded from the runtime ConfigMap (test_chart_restarts.py has the whole table)
+    assert _pod_annotations({"config.logLevel": "DEBUG"}) == base
 
 
 def test_external_password_change_rolls_pods() -> None:

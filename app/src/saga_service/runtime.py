@@ -18,7 +18,8 @@ from saga_service.adapters.lock import LockService, make_redis
 from saga_service.adapters.outbox import OutboxRelay
 from saga_service.adapters.postgres.db import Pool, open_pool
 from saga_service.entrypoints.consumer import SagaConsumer
-from saga_service.observability import metrics
+from saga_service.observability import logs, metrics
+from saga_service.reloader import RuntimeConfigWatcher, export_metrics, setting_values
 from saga_service.service.orchestrator import SagaExecutor
 from saga_service.service.recovery import RecoverySweeper
 from saga_service.settings import Settings
@@ -34,7 +35,15 @@ def instance_id() -> str:
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        environment: Settings | None = None,
+        runtime_config: bytes | None = None,
+    ) -> None:
+        """`settings` are in effect; with SAGA_RUNTIME_CONFIG they are `environment`'s with
+        the file's `runtime_config` content on top, and the file is watched while serving."""
         self.settings = settings
         self.instance_id = instance_id()
         self.stopping = asyncio.Event()
@@ -53,6 +62,16 @@ class Runtime:
         self.dead_tasks: list[str] = []
         self._dependency_up: dict[str, bool] = {}
         self._executor: SagaExecutor | None = None
+        self.config_watcher: RuntimeConfigWatcher | None = None
+        if settings.saga_runtime_config is not None:
+            self.config_watcher = RuntimeConfigWatcher(
+                settings.saga_runtime_config,
+                base=environment or settings,
+                current=settings,
+                content=runtime_config,
+                apply=self.apply_settings,
+            )
+        export_metrics(settings)
 
     @property
     def executor(self) -> SagaExecutor:
@@ -79,8 +98,36 @@ class Runtime:
             max_attempts=self.settings.saga_max_attempts,
         )
         self._spawn(sweeper.run(self.stopping), "recovery")
+        if self.config_watcher is not None:
+            self._spawn(self.config_watcher.run(self.stopping), "runtime-config")
         self._spawn(self._kafka_supervisor(), "kafka")
         log.info("runtime started", extra={"instance": self.instance_id})
+
+    def apply_settings(self, new: Settings) -> None:
+        """Put new values of the RELOADABLE settings into effect (the rest of `new` equals
+        the settings in effect: only the runtime file changes, and it holds only those)."""
+        self.settings = new
+        logs.set_level(new.log_level)
+        self.locks.configure(ttl_ms=new.lock_ttl_ms, acquire_timeout_ms=new.lock_acquire_timeout_ms)
+        if self._executor is not None:
+            self._executor.step_delay = new.saga_step_delay_ms / 1000.0
+
+    def describe_config(self) -> dict[str, Any]:
+        """What GET /config answers: the reloadable settings in effect and their sources."""
+        watcher = self.config_watcher
+        values = setting_values(self.settings)
+        if watcher is None:
+            fields = self.settings.model_fields_set
+            sources = {
+                name: "environment" if name.lower() in fields else "default" for name in values
+            }
+        else:
+            sources = watcher.sources()
+        return {
+            "settings": values,
+            "sources": sources,
+            "file": watcher.describe() if watcher is not None else None,
+        }
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)

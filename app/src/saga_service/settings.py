@@ -1,10 +1,13 @@
-"""Configuration from the environment only (names are part of the app contract)."""
+"""Configuration from the environment (names are part of the app contract), and the few
+settings a running process also takes from a file without a restart (RELOADABLE)."""
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -59,6 +62,9 @@ class Settings(BaseSettings):
     shutdown_drain_seconds: float | None = Field(None, ge=0)
     max_body_bytes: int = Field(65536, ge=1024)
     max_order_items: int = Field(50, ge=1)
+    # A JSON file of RELOADABLE settings, watched while serving; its values win over the
+    # environment's. Unset: the environment alone, read once.
+    saga_runtime_config: Path | None = None
 
     @model_validator(mode="after")
     def _redis_mode_needs(self) -> Settings:
@@ -99,3 +105,87 @@ class Settings(BaseSettings):
 def load_settings() -> Settings:
     """Read the settings from the environment (raises ValidationError naming what is wrong)."""
     return Settings()
+
+
+# What a running process may change without a restart, by environment name. Each is read
+# afresh at every use (a log record, a step, a lock acquisition), so a new value needs no
+# new client, pool or task. Left out, although harmless to read twice: SAGA_LEASE_SECONDS
+# (the recovery sweep's pace is derived from it at start, and every pod must agree on it to
+# take over another's sagas at the right time), SAGA_MAX_ATTEMPTS (not set by the chart),
+# MAX_ORDER_ITEMS and MAX_BODY_BYTES (published in /openapi.json and built into the
+# middleware), and everything that sizes or connects a client (pools, Kafka, Redis).
+RELOADABLE: dict[str, str] = {
+    "LOG_LEVEL": "log_level",
+    "SAGA_STEP_DELAY_MS": "saga_step_delay_ms",
+    "LOCK_TTL_MS": "lock_ttl_ms",
+    "LOCK_ACQUIRE_TIMEOUT_MS": "lock_acquire_timeout_ms",
+}
+_ENV_NAME = {field: name for name, field in RELOADABLE.items()}
+
+
+class RuntimeConfigError(ValueError):
+    """The runtime file cannot be used; `keys` names the settings at fault (empty when the
+    file as a whole is: not JSON, not an object, unreadable)."""
+
+    def __init__(self, keys: list[str], problem: str) -> None:
+        super().__init__(problem)
+        self.keys = keys
+
+
+def parse_runtime_config(content: bytes) -> dict[str, Any]:
+    """The file's settings by field name. Keys are the environment names of RELOADABLE;
+    values are strings or numbers, as the environment's strings would be."""
+    try:
+        data = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RuntimeConfigError([], f"not valid JSON: {exc}") from None
+    except RecursionError:
+        # json.loads gives up on deep nesting this way; a refusal like any other.
+        raise RuntimeConfigError([], "not valid JSON: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise RuntimeConfigError([], "not a JSON object of settings")
+    fields: dict[str, Any] = {}
+    for key, value in data.items():
+        field = RELOADABLE.get(key)
+        if field is None:
+            if key.upper() in RELOADABLE:
+                problem = f"names are the environment's, upper case: {key.upper()}"
+            elif key.lower() in Settings.model_fields:
+                problem = "not reloadable: set it in the environment (a change needs a restart)"
+            else:
+                problem = f"unknown setting (reloadable: {', '.join(RELOADABLE)})"
+            raise RuntimeConfigError([key], f"{key}: {problem}")
+        # JSON true would pass as 1 and null as "unset": neither is what the writer meant.
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise RuntimeConfigError([key], f"{key}: must be a string or a number")
+        fields[field] = value
+    return fields
+
+
+def with_runtime_config(base: Settings, content: bytes) -> Settings:
+    """`base` (the environment's settings) with the file's on top, checked by the same rules
+    as the environment; raises RuntimeConfigError naming the keys at fault."""
+    overrides = parse_runtime_config(content)
+    try:
+        return Settings.model_validate({**base.model_dump(), **overrides})
+    except ValidationError as exc:
+        keys: list[str] = []
+        problems: list[str] = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            key = _ENV_NAME.get(field, field.upper() or "settings")
+            keys.append(key)
+            problems.append(f"{key}: {error['msg']}")
+        raise RuntimeConfigError(keys, "; ".join(problems)) from None
+
+
+def load_runtime_config(base: Settings) -> tuple[Settings, bytes | None]:
+    """The settings in effect at start: `base` with SAGA_RUNTIME_CONFIG's file on top, and
+    the content they were built from (None without a file)."""
+    if base.saga_runtime_config is None:
+        return base, None
+    try:
+        content = base.saga_runtime_config.read_bytes()
+    except OSError as exc:
+        raise RuntimeConfigError([], f"SAGA_RUNTIME_CONFIG: {exc}") from None
+    return with_runtime_config(base, content), content

@@ -1,7 +1,9 @@
 {{/*
 The app's environment, derived in this one place from whichever data-layer
 mode is active (bundled subchart or external service). The ConfigMap renders
-"saga-stack.appConfig"; the Deployment and the hook Jobs add
+"saga-stack.appConfig" (read at start: a change rolls the pods through
+checksum/config) and "saga-stack.runtimeEnv" (reloaded by running pods from the
+runtime ConfigMap: no checksum); the Deployment and the hook Jobs add
 "saga-stack.secretEnv". Hook Jobs render the config inline because a
 pre-upgrade hook runs before this revision's ConfigMap exists.
 */}}
@@ -10,8 +12,6 @@ pre-upgrade hook runs before this revision's ConfigMap exists.
 {{- $pg := .Values.postgresql }}
 {{- $redis := .Values.redis -}}
 PORT: {{ .Values.containerPort | quote }}
-LOG_LEVEL: {{ .Values.config.logLevel | quote }}
-LOCK_TTL_MS: {{ .Values.config.lockTtlMs | quote }}
 SAGA_LEASE_SECONDS: {{ .Values.config.sagaLeaseSeconds | quote }}
 SHUTDOWN_GRACE_SECONDS: {{ .Values.shutdown.appGraceSeconds | quote }}
 DATABASE_POOL_SIZE: {{ .Values.config.databasePoolSize | quote }}
@@ -66,6 +66,45 @@ KAFKA_CONSUMER_GROUP: {{ .Values.topics.consumerGroup | quote }}
 KAFKA_TOPIC_PARTITIONS: {{ .Values.topics.partitions | quote }}
 KAFKA_TOPIC_REPLICATION_FACTOR: {{ .Values.topics.replicationFactor | quote }}
 KAFKA_TOPIC_MIN_INSYNC_REPLICAS: {{ .Values.topics.minInsyncReplicas | quote }}
+{{- end }}
+
+{{/*
+The settings a running app takes from its runtime file without a restart
+(RELOADABLE in app/src/saga_service/settings.py), set into the dict passed as
+the second argument (a template can only return text; the file wants numbers).
+*/}}
+{{- define "saga-stack.runtimeSettings" -}}
+{{- $root := index . 0 }}
+{{- $into := index . 1 }}
+{{- $config := $root.Values.config }}
+{{- $_ := set $into "LOG_LEVEL" $config.logLevel }}
+{{- $_ = set $into "LOCK_TTL_MS" ($config.lockTtlMs | int64) }}
+{{- $_ = set $into "LOCK_ACQUIRE_TIMEOUT_MS" ($config.lockAcquireTimeoutMs | int64) }}
+{{- $_ = set $into "SAGA_STEP_DELAY_MS" ($config.stepDelayMs | int64) }}
+{{- end }}
+
+{{/* The same settings as environment variables: images that do not watch the runtime
+     file (docs/app-contract.md) still get every value, at their next start. */}}
+{{- define "saga-stack.runtimeEnv" -}}
+{{- $settings := dict }}
+{{- include "saga-stack.runtimeSettings" (list . $settings) }}
+{{- $lines := list }}
+{{- range $name, $value := $settings }}
+{{- $lines = append $lines (printf "%s: %s" $name ($value | toString | quote)) }}
+{{- end }}
+{{- join "\n" $lines }}
+{{- end }}
+
+{{/* The runtime file: JSON, since the app parses it with the standard library and JSON has
+     no implicit types. A key that extraEnv sets is left out, so that extraEnv wins as it
+     does for every other setting (the file would win over the environment). */}}
+{{- define "saga-stack.runtimeFile" -}}
+{{- $settings := dict }}
+{{- include "saga-stack.runtimeSettings" (list . $settings) }}
+{{- range .Values.extraEnv }}
+{{- $_ := unset $settings .name }}
+{{- end }}
+{{- $settings | toPrettyJson }}
 {{- end }}
 
 {{/* Where each credential lives: the umbrella's existingSecret, a subchart's Secret, or the external service's. */}}

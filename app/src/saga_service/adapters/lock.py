@@ -117,6 +117,11 @@ class LockService:
         self._raise_floor = redis.register_script(_RAISE_FLOOR)
         self._held: set[Lease] = set()
 
+    def configure(self, *, ttl_ms: int, acquire_timeout_ms: int) -> None:
+        """New timings for the locks taken from now on; locks held keep their TTL."""
+        self.ttl_ms = ttl_ms
+        self.acquire_timeout = acquire_timeout_ms / 1000.0
+
     async def try_acquire(self, sku: str) -> Lease | None:
         owner = secrets.token_hex(12)
         token = int(

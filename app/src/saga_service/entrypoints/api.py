@@ -791,6 +791,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         status = "degraded" if failing else "ok"
         return JSONResponse(content={"status": status, "failing": failing, "checks": checks})
 
+    @app.get("/config", include_in_schema=False)
+    async def config() -> JSONResponse:
+        # Operational, like /healthz and /metrics: outside the API document.
+        return JSONResponse(content=runtime.describe_config())
+
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

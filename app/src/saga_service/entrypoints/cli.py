@@ -20,14 +20,21 @@ from pydantic import ValidationError
 from saga_loadgen import cli as loadgen
 from saga_service import __version__
 from saga_service.observability import logs
-from saga_service.settings import Settings, load_settings
+from saga_service.settings import (
+    RuntimeConfigError,
+    Settings,
+    load_runtime_config,
+    load_settings,
+)
 
 log = logging.getLogger("saga_service")
 
 DESCRIPTION = """\
 Reference order-saga service of the saga-stack chart.
-Configuration comes from environment variables only (see docs/app-contract.md):
+Configuration comes from environment variables (see docs/app-contract.md):
 DATABASE_*, REDIS_*, KAFKA_*, LOCK_TTL_MS, SAGA_LEASE_SECONDS, SHUTDOWN_GRACE_SECONDS, ...
+With SAGA_RUNTIME_CONFIG, a JSON file whose LOG_LEVEL, SAGA_STEP_DELAY_MS, LOCK_TTL_MS and
+LOCK_ACQUIRE_TIMEOUT_MS win over the environment's and are reloaded while serving.
 """
 
 
@@ -76,13 +83,22 @@ def main(argv: list[str] | None = None) -> int:
         # A client of the HTTP API only: none of the service's settings apply.
         return loadgen.main(vars(args), os.environ, _run_fast)
     try:
-        settings = load_settings()
+        environment = load_settings()
+        # A bad file at start is refused like a bad variable: a process that started
+        # anyway would run with settings other than the ones configured.
+        settings, runtime_config = load_runtime_config(environment)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
             for e in exc.errors()
         )
         print(f"saga-service: bad configuration: {problems}", file=sys.stderr)
+        return 2
+    except RuntimeConfigError as exc:
+        print(
+            f"saga-service: bad configuration in {environment.saga_runtime_config}: {exc}",
+            file=sys.stderr,
+        )
         return 2
     logs.configure(settings.log_level)
     if command == "migrate":
@@ -97,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         created = asyncio.run(create_topics(settings))
         log.info("topics ready", extra={"topics_changed": "; ".join(created) or "none"})
         return 0
-    return _run_fast(serve(settings))
+    return _run_fast(serve(settings, environment=environment, runtime_config=runtime_config))
 
 
 def _run_fast(coro: Coroutine[Any, Any, int]) -> int:
@@ -109,11 +125,16 @@ def _run_fast(coro: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(coro)
 
 
-async def serve(settings: Settings) -> int:
+async def serve(
+    settings: Settings,
+    *,
+    environment: Settings | None = None,
+    runtime_config: bytes | None = None,
+) -> int:
     from saga_service.entrypoints.api import create_app
     from saga_service.runtime import Runtime
 
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, environment=environment, runtime_config=runtime_config)
     await runtime.start()
     app = create_app(runtime)
     # The grace period is shared: the drain first, then the server's own graceful close,

@@ -47,12 +47,18 @@ def configure(level: str) -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("aiokafka", "kafka", "alembic.runtime.plugins"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    set_level(level)
     # uvicorn's own handlers would print plain text; route them through ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def set_level(level: str) -> None:
+    """Set the level of every logger this module configures; safe while logging runs (a
+    record checks the level when it is made)."""
+    logging.getLogger().setLevel(level)
+    for noisy in ("aiokafka", "kafka", "alembic.runtime.plugins"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -89,6 +89,17 @@ HTTP_DURATION = Histogram(
     ["method", "route"],
     buckets=_LATENCY_BUCKETS,
 )
+RUNTIME_SETTING = Gauge(
+    "saga_runtime_setting",
+    "A setting that can change without a restart, as in effect now, by its environment name; "
+    "LOG_LEVEL as Python's number (10 DEBUG, 20 INFO, 30 WARNING, 40 ERROR).",
+    ["name"],
+)
+RUNTIME_CONFIG_RELOADS = Counter(
+    "saga_runtime_config_reloads_total",
+    "Changes of the runtime settings file seen, by outcome (applied, rejected).",
+    ["outcome"],
+)
 
 # Labelled counters have no series until a label value is first used, so an alert on
 # increase()/rate() would miss the first event and a dashboard would show "No data".
@@ -97,3 +108,5 @@ for _reason in ("timeout", "redis_error"):
     LOCK_ACQUIRE_FAILURES.labels(_reason)
 for _reason in ("malformed", "unknown saga_id"):
     DEAD_LETTERED.labels(_reason)
+for _outcome in ("applied", "rejected"):
+    RUNTIME_CONFIG_RELOADS.labels(_outcome)

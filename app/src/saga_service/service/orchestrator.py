@@ -157,6 +157,17 @@ class SagaExecutor:
                     dup = not await commands.mark_processed(conn, self.consumer_name, event_id)
                 return RunResult.DUPLICATE if dup else RunResult.STALE
             return RunResult.STALE
+        # Which process runs which step, and from where (consumer or recovery): the trail
+        # to follow when a saga is taken over.
+        with tracing.bound(saga_id=str(saga_id)):
+            log.debug(
+                "saga step starting",
+                extra={
+                    "step": step.value,
+                    "source": source,
+                    "step_delay_ms": round(self.step_delay * 1000),
+                },
+            )
         if self.step_delay:
             await asyncio.sleep(self.step_delay)
         started = time.monotonic()
