@@ -1,5 +1,6 @@
 """Wires the service together: Postgres pool, Redis locks, Kafka clients, and the
-background loops (outbox relay, consumer, recovery sweep); owns the shutdown sequence."""
+background loops (outbox relay, job relay, consumer, recovery sweep); owns the shutdown
+sequence."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from saga_service.adapters import kafka
+from saga_service.adapters.job_queue import JobQueue, JobRelay
 from saga_service.adapters.lock import LockService, make_redis
 from saga_service.adapters.outbox import OutboxRelay
 from saga_service.adapters.postgres.db import Pool, open_pool
@@ -53,6 +55,8 @@ class Runtime:
         self.dead_tasks: list[str] = []
         self._dependency_up: dict[str, bool] = {}
         self._executor: SagaExecutor | None = None
+        self.job_queue = JobQueue(settings)
+        self.job_relay: JobRelay | None = None
 
     @property
     def executor(self) -> SagaExecutor:
@@ -79,6 +83,8 @@ class Runtime:
             max_attempts=self.settings.saga_max_attempts,
         )
         self._spawn(sweeper.run(self.stopping), "recovery")
+        self.job_relay = JobRelay(self.pool, self.job_queue)
+        self._spawn(self.job_relay.run(self.stopping), "job-relay")
         self._spawn(self._kafka_supervisor(), "kafka")
         log.info("runtime started", extra={"instance": self.instance_id})
 
@@ -100,6 +106,8 @@ class Runtime:
     def _notify_relay(self) -> None:
         if self.relay is not None:
             self.relay.notify()
+        if self.job_relay is not None:
+            self.job_relay.notify()
 
     async def _kafka_supervisor(self) -> None:
         """Connect to Kafka (retrying while it is away), then run relay and consumer."""
@@ -208,6 +216,7 @@ class Runtime:
             await _quietly(asyncio.wait_for(self.producer.stop(), timeout * 0.1))
         await _quietly(self.locks.release_all())
         await _quietly(self.redis.aclose())
+        await _quietly(self.job_queue.close())
         if self.pool is not None:
             await _quietly(self.pool.close(timeout=1.0))
         log.info("runtime stopped")

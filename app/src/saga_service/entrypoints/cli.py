@@ -1,10 +1,12 @@
-"""`saga-service serve | migrate | create-topics | loadgen` (see docs/app-contract.md)."""
+"""`saga-service serve | worker | reconcile | migrate | create-topics | loadgen` (see
+docs/app-contract.md)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -27,8 +29,12 @@ log = logging.getLogger("saga_service")
 DESCRIPTION = """\
 Reference order-saga service of the saga-stack chart.
 Configuration comes from environment variables only (see docs/app-contract.md):
-DATABASE_*, REDIS_*, KAFKA_*, LOCK_TTL_MS, SAGA_LEASE_SECONDS, SHUTDOWN_GRACE_SECONDS, ...
+DATABASE_*, REDIS_*, KAFKA_*, LOCK_TTL_MS, SAGA_LEASE_SECONDS, SHUTDOWN_GRACE_SECONDS,
+JOBS_*, ...
 """
+
+RECONCILE_FOUND = 1
+RECONCILE_UNAVAILABLE = 3
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -45,6 +51,22 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Serve HTTP on $PORT and run the background loops until SIGTERM; then "
         "stop intake, finish or hand back in-flight work, release locks and exit within "
         "$SHUTDOWN_GRACE_SECONDS.",
+    )
+    sub.add_parser(
+        "worker",
+        help="run the background jobs of $JOBS_QUEUE; /metrics and health on $PORT",
+        description="Take jobs from the Redis queue $JOBS_QUEUE (BullMQ protocol), "
+        "$JOBS_CONCURRENCY at a time, until SIGTERM; then stop taking jobs, finish the "
+        "running ones and exit within $SHUTDOWN_GRACE_SECONDS.",
+    )
+    sub.add_parser(
+        "reconcile",
+        help="check the saga invariants once, store and print the findings; exit 1 if any",
+        description="Check orders, payments, stock and documents against the saga's "
+        "invariants in one database snapshot, store the run (workers export it as "
+        "saga_reconcile_findings), print a JSON report on stdout. Exit 0: none broken; "
+        f"{RECONCILE_FOUND}: findings; 2: bad configuration; {RECONCILE_UNAVAILABLE}: "
+        "the database could not be read.",
     )
     sub.add_parser(
         "migrate",
@@ -97,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         created = asyncio.run(create_topics(settings))
         log.info("topics ready", extra={"topics_changed": "; ".join(created) or "none"})
         return 0
+    if command == "worker":
+        return _run_fast(work(settings))
+    if command == "reconcile":
+        return asyncio.run(reconcile(settings))
     return _run_fast(serve(settings))
 
 
@@ -134,6 +160,58 @@ async def serve(settings: Settings) -> int:
     await server.serve()
     await runtime.stop(timeout=settings.shutdown_grace_seconds * 0.6)
     return 0
+
+
+async def work(settings: Settings) -> int:
+    from saga_service.entrypoints.worker import WorkerProcess, create_worker_app
+
+    process = WorkerProcess(settings)
+    await process.start()
+    config = uvicorn.Config(
+        create_worker_app(process),
+        host="0.0.0.0",
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+        timeout_keep_alive=5,
+    )
+    server = _Server(config, on_signal=process.begin_shutdown)
+    loop = asyncio.get_running_loop()
+    server.on_first_signal = lambda: loop.call_later(
+        max(0.5, settings.shutdown_grace_seconds - 0.5), _hard_exit
+    )
+    await server.serve()
+    await process.stop()
+    return 0
+
+
+async def reconcile(settings: Settings) -> int:
+    from saga_service.adapters.postgres.db import open_pool
+    from saga_service.service.reconciliation import reconcile as run
+
+    pool = await open_pool(settings)
+    try:
+        report = await run(pool, document_grace_seconds=settings.reconcile_document_grace_seconds)
+    except Exception as exc:
+        log.error("reconciliation failed", extra={"error": repr(exc)})
+        return RECONCILE_UNAVAILABLE
+    finally:
+        await pool.close(timeout=1.0)
+    summary = {
+        "ok": report.ok,
+        "run_id": report.run_id,
+        "orders": report.orders,
+        "skus": report.skus,
+        "counts": {rule.value: n for rule, n in report.counts.items()},
+        "findings": [
+            {"rule": f.rule.value, "subject": f.subject, "detail": f.detail}
+            for f in report.findings
+        ],
+    }
+    print(json.dumps(summary), flush=True)
+    return 0 if report.ok else RECONCILE_FOUND
 
 
 def _hard_exit() -> None:

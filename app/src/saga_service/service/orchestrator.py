@@ -22,6 +22,7 @@ from saga_service.adapters.postgres.commands import FencingRejected, SagaRow
 from saga_service.adapters.postgres.db import Conn, Pool
 from saga_service.domain import order as order_domain
 from saga_service.domain.events import SagaEvent
+from saga_service.domain.jobs import order_document_job
 from saga_service.domain.order import OrderItem, OrderStatus
 from saga_service.domain.payment import PaymentStatus, decide_confirmation, decide_payment
 from saga_service.domain.saga import (
@@ -276,6 +277,9 @@ class SagaExecutor:
                 return StepOutcome.FAILED, f"confirmation refused: {decision.reason}"
             units = await commands.settle_reservations(conn, saga.saga_id, release=False)
             await commands.set_order_status(conn, saga.order_id, OrderStatus.CONFIRMED)
+            # In the confirming transaction: the document job exists iff the order is
+            # confirmed (the job relay puts it on the queue after the commit).
+            await commands.insert_job(conn, order_document_job(saga.order_id, saga.saga_id))
             return StepOutcome.SUCCEEDED, f"{units} units shipped"
         if step is Step.REFUND_PAYMENT:
             cents = await commands.refund_payment(conn, saga.saga_id)
