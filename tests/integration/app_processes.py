@@ -199,7 +199,7 @@ class AppStack:
         )
 
     def wait_saga(self, saga_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        app = next(p for p in self.processes if p.process.alive())
+        app = next(p for p in self.processes if p.name.startswith("app") and p.process.alive())
         result: dict[str, Any] = {}
 
         def final() -> bool:
