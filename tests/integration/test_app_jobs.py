@@ -342,3 +342,24 @@ def test_reconciliation_finds_a_planted_inconsistency_and_reports_it(
     wait_for(exported, 10, "findings exported by the worker")
     assert worker.metric("saga_reconcile_findings", {"rule": "stock_not_negative"}) == 0
     assert worker.metric("saga_reconcile_last_run_timestamp_seconds") > 0
+
+
+def test_jobs_on_sentinel_follow_a_failover(
+    app_stack_factory: app_processes.StackFactory,
+    redis_sentinel_group: services.SentinelGroup,
+) -> None:
+    group = redis_sentinel_group
+    stack = app_stack_factory(group.env())
+    (app,) = stack.start(1)
+    (worker,) = stack.start_workers(1)
+    stack.set_stock("SENTJ-1", 5)
+    before = confirmed_order(stack, app, "SENTJ-1")
+    wait_for(lambda: len(documents(stack, before)) == 1, 30, "document before the failover")
+
+    old_master = group.current_master_address()
+    group.kill_master()  # returns once every Sentinel names the promoted replica
+    assert group.current_master_address() != old_master
+    after = confirmed_order(stack, app, "SENTJ-1")
+    wait_for(lambda: len(documents(stack, after)) == 1, 60, "document after the failover")
+    assert worker.process.alive()
+    assert worker.metric("saga_jobs_processed_total", {"outcome": "failed"}) == 0

@@ -111,11 +111,19 @@ class WorkerProcess:
             raise RuntimeError("no PONG")
 
     def begin_shutdown(self) -> None:
-        """Stop taking jobs at once; the running ones go on until `stop`'s deadline."""
+        """Stop taking jobs at once; the running ones go on until `stop`'s deadline.
+
+        Called from the signal handler, which may interrupt the event loop anywhere: it
+        only sets a flag and asks the loop, thread-safely, to start closing."""
         if self.shutting_down:
             return
-        log.info("shutdown requested")
         self.shutting_down = True
+        asyncio.get_running_loop().call_soon_threadsafe(self._start_closing)
+
+    def _start_closing(self) -> None:
+        if self._closing is not None:
+            return
+        log.info("shutdown requested")
         self.stopping.set()
         if self.worker is not None:
             self._closing = asyncio.ensure_future(
@@ -123,7 +131,8 @@ class WorkerProcess:
             )
 
     async def stop(self) -> None:
-        self.begin_shutdown()
+        self.shutting_down = True
+        self._start_closing()
         if self._closing is not None:
             finished = await self._closing
             log.info("worker closed", extra={"jobs_finished": finished})
