@@ -166,6 +166,9 @@ def test_a_confirmed_saga_gets_one_document_and_a_compensated_one_none(
         "order-document", {"order_id": confirmed["order_id"], "saga_id": "x"}, jobId=job_id
     )
     assert queue_view.count("wait") == 0
+    kept = queue_view.job(job_id)
+    assert json.loads(kept["data"])["saga_id"] == confirmed["saga_id"]  # not the new "x"
+    assert kept["returnvalue"] == '"created"'
     # Delivered again after it was removed (a relay that crashed before its commit, with
     # the job already pruned): it runs, and the database keeps the effect to one.
     queue_view.remove(job_id)
@@ -288,9 +291,15 @@ def reconcile(stack: AppStack) -> tuple[int, dict[str, Any]]:
         timeout=60,
         check=False,
     )
-    assert result.stdout.strip(), result.stderr[-2000:]
-    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return result.returncode, report
+    reports = report_lines(result.stdout)
+    assert len(reports) == 1, result.stdout[-3000:] + result.stderr[-2000:]
+    return result.returncode, reports[0]
+
+
+def report_lines(stdout: str) -> list[dict[str, Any]]:
+    """The report among the JSON log lines that share stdout."""
+    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("type") == "reconcile-report"]
 
 
 def test_reconciliation_finds_a_planted_inconsistency_and_reports_it(
@@ -363,3 +372,18 @@ def test_jobs_on_sentinel_follow_a_failover(
     wait_for(lambda: len(documents(stack, after)) == 1, 60, "document after the failover")
     assert worker.process.alive()
     assert worker.metric("saga_jobs_processed_total", {"outcome": "failed"}) == 0
+
+
+def test_reconciliation_without_a_database_says_so_in_its_exit_code(app_stack: AppStack) -> None:
+    dead = str(services.free_port())
+    result = subprocess.run(
+        saga_service_argv("reconcile"),
+        env={**app_stack.env, "DATABASE_PORT": dead},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert report_lines(result.stdout) == []  # nothing to mistake for a clean run
+    assert '"reconciliation failed"' in result.stdout

@@ -40,13 +40,16 @@ log = logging.getLogger(__name__)
 
 RELAY_BATCH = 100
 JOB_OUTBOX_RETENTION_SECONDS = 3600.0
-# Longer than the worker's longest blocking wait for a job (BullMQ blocks up to 10 s).
-QUEUE_SOCKET_TIMEOUT = 30.0
+# The worker's client also carries its blocking wait for the next job (BullMQ blocks up
+# to 10 s), so its reads may take that long; the producer's never do, and it enqueues
+# inside a database transaction that must not hang on a lost Redis.
+WORKER_SOCKET_TIMEOUT = 30.0
+PRODUCER_SOCKET_TIMEOUT = 5.0
 
 
-def queue_redis(settings: Settings) -> Redis:
+def queue_redis(settings: Settings, socket_timeout: float) -> Redis:
     # BullMQ's scripts and job parsing expect str replies.
-    return make_redis(settings, decode_responses=True, socket_timeout=QUEUE_SOCKET_TIMEOUT)
+    return make_redis(settings, decode_responses=True, socket_timeout=socket_timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +70,7 @@ Handler = Callable[[JobRun], Awaitable[str]]
 class JobQueue:
     def __init__(self, settings: Settings) -> None:
         self.name = settings.jobs_queue
-        self.redis = queue_redis(settings)
+        self.redis = queue_redis(settings, PRODUCER_SOCKET_TIMEOUT)
         self._options = {
             "attempts": settings.jobs_attempts,
             "backoff": {"type": "exponential", "delay": settings.jobs_backoff_ms},
@@ -111,7 +114,7 @@ class JobWorker:
             settings.jobs_queue,
             self._process,
             {
-                "connection": queue_redis(settings),
+                "connection": queue_redis(settings, WORKER_SOCKET_TIMEOUT),
                 "prefix": settings.jobs_prefix,
                 "name": name,
                 "autorun": False,

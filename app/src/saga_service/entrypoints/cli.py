@@ -47,7 +47,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser(
         "serve",
-        help="run the HTTP API, outbox relay, Kafka consumer and recovery sweep (default)",
+        help="run the HTTP API, outbox and job relays, Kafka consumer and recovery sweep (default)",
         description="Serve HTTP on $PORT and run the background loops until SIGTERM; then "
         "stop intake, finish or hand back in-flight work, release locks and exit within "
         "$SHUTDOWN_GRACE_SECONDS.",
@@ -199,7 +199,9 @@ async def reconcile(settings: Settings) -> int:
         return RECONCILE_UNAVAILABLE
     finally:
         await pool.close(timeout=1.0)
+    # stdout also carries the JSON log lines; the type names the report among them.
     summary = {
+        "type": "reconcile-report",
         "ok": report.ok,
         "run_id": report.run_id,
         "orders": report.orders,
