@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from bullmq import Queue
 
@@ -387,3 +388,34 @@ def test_reconciliation_without_a_database_says_so_in_its_exit_code(app_stack: A
     assert result.returncode == 3, result.stderr[-2000:]
     assert report_lines(result.stdout) == []  # nothing to mistake for a clean run
     assert '"reconciliation failed"' in result.stdout
+
+
+def test_a_worker_without_redis_stays_alive_not_ready_and_stops_on_sigterm(
+    app_stack: AppStack,
+) -> None:
+    # Started by hand: start_workers waits for readiness, which this worker must not reach.
+    port = services.free_port()
+    proc = services.ManagedProcess(
+        "worker-noredis",
+        saga_service_argv("worker"),
+        app_stack.workdir / "worker-noredis.log",
+        env={**app_stack.env, "REDIS_PORT": str(services.free_port()), "PORT": str(port)},
+    )
+    worker = AppProcess("worker-noredis", port, proc)
+    app_stack.processes.append(worker)
+
+    def answers_not_ready() -> bool:
+        response = httpx.get(worker.url + "/healthz/ready", timeout=5)
+        return response.status_code == 503
+
+    wait_for(answers_not_ready, 30, "worker /healthz/ready 503")
+    body = httpx.get(worker.url + "/healthz/ready", timeout=5).json()
+    assert body["checks"]["postgres"] == "ok"
+    assert body["checks"]["redis"] != "ok"
+    wait_for(lambda: "queue not reachable yet" in worker.log(), 30, "the worker waits for Redis")
+    # Waiting for Redis is not death: the kubelet must not restart it in a loop.
+    assert httpx.get(worker.url + "/healthz/live", timeout=5).status_code == 200
+    assert 'saga_dependency_up{dependency="redis"} 0.0' in httpx.get(worker.url + "/metrics").text
+
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.popen.wait(timeout=15) == 0, worker.log()[-3000:]

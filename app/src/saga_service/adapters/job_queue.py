@@ -28,6 +28,7 @@ from typing import Any
 
 from bullmq import Job, Queue, UnrecoverableError, Worker
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from saga_service.adapters.lock import make_redis
 from saga_service.adapters.postgres import commands
@@ -122,13 +123,32 @@ class JobWorker:
                 "lockDuration": settings.jobs_lock_ms,
                 "stalledInterval": settings.jobs_stalled_interval_ms,
                 "maxStalledCount": settings.jobs_max_stalled_count,
+                # After a lost Redis connection, ask again within 2 s (the library's
+                # default waits 15 s).
+                "runRetryDelay": 2000,
             },
         )
         self._worker.on("stalled", self._on_stalled)
         self._worker.on("error", self._on_error)
 
-    async def run(self) -> None:
-        await self._worker.run()
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Take jobs until closed; raises when the library's loop ends by itself, so the
+        process reports itself dead (/healthz/live) rather than idling with jobs waiting."""
+        delay = 0.5
+        while not stopping.is_set():
+            try:
+                await self._worker.run()
+            except (RedisError, OSError) as exc:
+                # Redis away at start (the first command names the client): wait for it,
+                # as the API does, instead of dying and crash-looping the pod.
+                log.warning("queue not reachable yet", extra={"error": repr(exc)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if not stopping.is_set():
+                raise RuntimeError("the queue worker's loop ended while not closing")
+            return
 
     async def close(self, timeout: float) -> bool:
         """Stop taking jobs and wait for the ones running; True when they all finished.

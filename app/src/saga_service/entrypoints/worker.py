@@ -57,7 +57,7 @@ class WorkerProcess:
         self.pool = await open_pool(self.settings)
         handlers = JobHandlers(self.pool, instance_id=self.instance_id)
         self.worker = JobWorker(self.settings, handlers.handle, name=self.instance_id)
-        self._spawn(self.worker.run(), "worker")
+        self._spawn(self.worker.run(self.stopping), "worker")
         self._spawn(self._sample(), "queue-metrics")
         log.info(
             "worker started",
