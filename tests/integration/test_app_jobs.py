@@ -195,9 +195,22 @@ def test_worker_sigkilled_after_the_effect_job_completes_once_after_the_stall_ti
 
     # The first worker holds the job for a minute after its effect: the kill lands after
     # the document was written and before the queue heard of it, the worst case.
-    (first,) = app_stack.start_workers(1, JOBS_ACK_DELAY_MS="60000", **FAST_STALLS)
+    (first,) = app_stack.start_workers(
+        1, JOBS_ACK_DELAY_MS="60000", JOBS_CONCURRENCY="1", **FAST_STALLS
+    )
     wait_for(lambda: len(documents(app_stack, order_id)) == 1, 30, "document written")
     assert queue_view.state_has("active", job_id)
+    # Two more jobs wait behind it (concurrency 1): the scaling signal must show them.
+    for n in range(2):
+        queue_view.add("not-a-job", {}, jobId=f"behind-{n}")
+
+    def sampled() -> bool:
+        return (
+            first.metric("saga_jobs", {"state": "waiting"}) == 2
+            and first.metric("saga_jobs", {"state": "active"}) == 1
+        )
+
+    wait_for(sampled, 10, "saga_jobs{state=waiting} 2 and {state=active} 1")
     first.process.kill()
     killed_at = time.monotonic()
     assert queue_view.state_has("active", job_id)
@@ -211,7 +224,8 @@ def test_worker_sigkilled_after_the_effect_job_completes_once_after_the_stall_ti
     fields = queue_view.job(job_id)
     assert fields["returnvalue"] == '"exists"'
     assert int(fields["stc"]) == 1  # handed back once by the stall check
-    assert queue_view.count("failed") == 0
+    assert not queue_view.state_has("failed", job_id)
+    wait_for(lambda: queue_view.count("failed") == 2, 10, "the two jobs behind it done")
     assert second.metric("saga_jobs_stalled_total") == 1
     assert second.metric("saga_jobs_processed_total", {"outcome": "completed"}) == 1
     # Bounded: the lock expiry (1.5 s) plus two stall checks, plus the second worker's
