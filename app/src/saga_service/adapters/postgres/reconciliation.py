@@ -13,6 +13,8 @@ from saga_service.domain.payment import PaymentStatus
 from saga_service.domain.reconciliation import Finding, OrderFacts, Rule, SkuFacts
 from saga_service.domain.saga import SagaState
 
+RUN_RETENTION_DAYS = 30
+
 _ORDERS = """
 SELECT o.order_id, o.status, s.state, o.total_cents, p.status AS payment,
        p.amount_cents AS payment_cents, d.order_id IS NOT NULL AS has_document,
@@ -91,6 +93,11 @@ async def save_run(
                 " VALUES (%s, %s, %s, %s)",
                 [(run_id, f.rule.value, f.subject, f.detail) for f in findings],
             )
+        # Runs are history for operators, not state: a month is kept (findings cascade).
+        await conn.execute(
+            "DELETE FROM reconciliation_runs WHERE finished_at < now() - make_interval(days => %s)",
+            (RUN_RETENTION_DAYS,),
+        )
     return run_id
 
 
