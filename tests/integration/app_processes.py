@@ -134,15 +134,24 @@ class AppStack:
         return result
 
     def start(self, count: int = 1, **overrides: str) -> list[AppProcess]:
+        return self._start("serve", "app", count, overrides)
+
+    def start_workers(self, count: int = 1, **overrides: str) -> list[AppProcess]:
+        """`saga-service worker` processes (in `processes` too, so they are stopped)."""
+        return self._start("worker", "worker", count, overrides)
+
+    def _start(
+        self, command: str, prefix: str, count: int, overrides: dict[str, str]
+    ) -> list[AppProcess]:
         started = []
         for _ in range(count):
             index = len(self.processes)
             port = services.free_port()
             env = {**self.env, **overrides, "PORT": str(port)}
-            name = f"app{index}"
+            name = f"{prefix}{index}"
             proc = services.ManagedProcess(
                 name,
-                saga_service_argv("serve"),
+                saga_service_argv(command),
                 self.workdir / f"{name}.log",
                 env=env,
             )
@@ -190,7 +199,7 @@ class AppStack:
         )
 
     def wait_saga(self, saga_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        app = next(p for p in self.processes if p.process.alive())
+        app = next(p for p in self.processes if p.name.startswith("app") and p.process.alive())
         result: dict[str, Any] = {}
 
         def final() -> bool:
@@ -250,6 +259,8 @@ def make_stack(
         "KAFKA_TOPIC_EVENTS": f"saga.events.{suffix}",
         "KAFKA_TOPIC_DEAD_LETTER": f"saga.events.{suffix}.dlq",
         "KAFKA_CONSUMER_GROUP": f"saga-service-{suffix}",
+        "JOBS_ENABLED": "true",
+        "JOBS_QUEUE": f"saga-jobs-{suffix}",
         **overrides,
     }
     workdir.mkdir(parents=True, exist_ok=True)

@@ -268,7 +268,7 @@ def test_health_metrics_openapi_and_graceful_sigterm(one_app: tuple[AppStack, Ap
         assert name in metrics_text, name
     # migrate is idempotent: a second run changes nothing and exits 0.
     stack.run_command("migrate")
-    assert stack.scalar("SELECT version_num FROM alembic_version") == "0002"
+    assert stack.scalar("SELECT version_num FROM alembic_version") == "0003"
 
     # SIGTERM: readiness flips, the process exits 0 within SHUTDOWN_GRACE_SECONDS.
     stack.set_stock("TERM-1", 5)

@@ -1,5 +1,6 @@
 """Wires the service together: Postgres pool, Redis locks, Kafka clients, and the
-background loops (outbox relay, consumer, recovery sweep); owns the shutdown sequence."""
+background loops (outbox relay, job relay, consumer, recovery sweep); owns the shutdown
+sequence."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from saga_service.adapters import kafka
+from saga_service.adapters.job_queue import JobQueue, JobRelay
 from saga_service.adapters.lock import LockService, make_redis
 from saga_service.adapters.outbox import OutboxRelay
 from saga_service.adapters.postgres.db import Pool, open_pool
@@ -72,6 +74,8 @@ class Runtime:
                 apply=self.apply_settings,
             )
         export_metrics(settings)
+        self.job_queue = JobQueue(settings)
+        self.job_relay: JobRelay | None = None
 
     @property
     def executor(self) -> SagaExecutor:
@@ -88,6 +92,7 @@ class Runtime:
             lease_seconds=self.settings.saga_lease_seconds,
             max_items=self.settings.max_order_items,
             step_delay_ms=self.settings.saga_step_delay_ms,
+            jobs_enabled=self.settings.jobs_enabled,
             on_outbox_write=self._notify_relay,
         )
         sweeper = RecoverySweeper(
@@ -100,6 +105,9 @@ class Runtime:
         self._spawn(sweeper.run(self.stopping), "recovery")
         if self.config_watcher is not None:
             self._spawn(self.config_watcher.run(self.stopping), "runtime-config")
+        if self.settings.jobs_enabled:
+            self.job_relay = JobRelay(self.pool, self.job_queue)
+            self._spawn(self.job_relay.run(self.stopping), "job-relay")
         self._spawn(self._kafka_supervisor(), "kafka")
         log.info("runtime started", extra={"instance": self.instance_id})
 
@@ -147,6 +155,8 @@ class Runtime:
     def _notify_relay(self) -> None:
         if self.relay is not None:
             self.relay.notify()
+        if self.job_relay is not None:
+            self.job_relay.notify()
 
     async def _kafka_supervisor(self) -> None:
         """Connect to Kafka (retrying while it is away), then run relay and consumer."""
@@ -255,6 +265,7 @@ class Runtime:
             await _quietly(asyncio.wait_for(self.producer.stop(), timeout * 0.1))
         await _quietly(self.locks.release_all())
         await _quietly(self.redis.aclose())
+        await _quietly(self.job_queue.close())
         if self.pool is not None:
             await _quietly(self.pool.close(timeout=1.0))
         log.info("runtime stopped")

@@ -66,6 +66,24 @@ class Settings(BaseSettings):
     # environment's. Unset: the environment alone, read once.
     saga_runtime_config: Path | None = None
 
+    # Background jobs (docs/app-contract.md, "Background jobs").
+    # Off: a confirmed order writes no job and no relay feeds the queue, so an install
+    # without workers never grows a queue that nothing drains.
+    jobs_enabled: bool = False
+    jobs_queue: str = Field("saga-jobs", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    jobs_prefix: str = Field("bull", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    jobs_concurrency: int = Field(4, ge=1, le=256)
+    jobs_lock_ms: int = Field(30000, ge=500)
+    jobs_stalled_interval_ms: int = Field(30000, ge=100)
+    jobs_max_stalled_count: int = Field(2, ge=0)
+    jobs_attempts: int = Field(5, ge=1)
+    jobs_backoff_ms: int = Field(1000, ge=0)
+    jobs_keep_completed: int = Field(1000, ge=0)
+    jobs_keep_failed: int = Field(10000, ge=0)
+    jobs_metrics_interval_seconds: float = Field(2.0, gt=0)
+    jobs_ack_delay_ms: int = Field(0, ge=0)
+    reconcile_document_grace_seconds: float = Field(300.0, ge=0)
+
     @model_validator(mode="after")
     def _redis_mode_needs(self) -> Settings:
         if self.redis_mode == "standalone" and not self.redis_host:

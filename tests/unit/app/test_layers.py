@@ -96,6 +96,29 @@ def test_nothing_of_the_service_reaches_the_console() -> None:
     assert importers == set()
 
 
+def _third_party_imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_only_the_job_queue_adapter_speaks_bullmq() -> None:
+    # The queue library stays behind one adapter, so replacing it touches one file.
+    importers = {_module_name(path) for path in MODULES if "bullmq" in _third_party_imports(path)}
+    assert importers == {"saga_service.adapters.job_queue"}
+
+
+def test_the_domain_imports_no_io_library() -> None:
+    io_libraries = {"bullmq", "redis", "psycopg", "psycopg_pool", "aiokafka", "httpx", "fastapi"}
+    for path in MODULES:
+        if _within(_module_name(path), "saga_service.domain"):
+            assert not _third_party_imports(path) & io_libraries, _module_name(path)
+
+
 def test_only_the_cli_reaches_the_load_generator() -> None:
     importers = {
         _module_name(path)

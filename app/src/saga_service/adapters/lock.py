@@ -75,12 +75,15 @@ def fence_key(sku: str) -> str:
     return f"saga:fence:{{{sku}}}"
 
 
-def make_redis(settings: Settings) -> Redis:
+def make_redis(
+    settings: Settings, *, decode_responses: bool = False, socket_timeout: float = 2.0
+) -> Redis:
     """A client for the current master: direct, or discovered through Sentinel."""
     password = settings.redis_password.get_secret_value() or None
     common: dict[str, Any] = {
         "password": password,
-        "socket_timeout": 2.0,
+        "decode_responses": decode_responses,
+        "socket_timeout": socket_timeout,
         "socket_connect_timeout": 2.0,
         "health_check_interval": 15,
     }

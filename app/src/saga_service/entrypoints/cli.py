@@ -1,11 +1,14 @@
-"""`saga-service serve | migrate | create-topics | loadgen` (see docs/app-contract.md)."""
+"""`saga-service serve | worker | reconcile | migrate | create-topics | loadgen` (see
+docs/app-contract.md)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -32,10 +35,14 @@ log = logging.getLogger("saga_service")
 DESCRIPTION = """\
 Reference order-saga service of the saga-stack chart.
 Configuration comes from environment variables (see docs/app-contract.md):
-DATABASE_*, REDIS_*, KAFKA_*, LOCK_TTL_MS, SAGA_LEASE_SECONDS, SHUTDOWN_GRACE_SECONDS, ...
+DATABASE_*, REDIS_*, KAFKA_*, LOCK_TTL_MS, SAGA_LEASE_SECONDS, SHUTDOWN_GRACE_SECONDS,
+JOBS_*, ...
 With SAGA_RUNTIME_CONFIG, a JSON file whose LOG_LEVEL, SAGA_STEP_DELAY_MS, LOCK_TTL_MS and
 LOCK_ACQUIRE_TIMEOUT_MS win over the environment's and are reloaded while serving.
 """
+
+RECONCILE_FOUND = 1
+RECONCILE_UNAVAILABLE = 3
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -48,10 +55,26 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser(
         "serve",
-        help="run the HTTP API, outbox relay, Kafka consumer and recovery sweep (default)",
+        help="run the HTTP API, outbox and job relays, Kafka consumer and recovery sweep (default)",
         description="Serve HTTP on $PORT and run the background loops until SIGTERM; then "
         "stop intake, finish or hand back in-flight work, release locks and exit within "
         "$SHUTDOWN_GRACE_SECONDS.",
+    )
+    sub.add_parser(
+        "worker",
+        help="run the background jobs of $JOBS_QUEUE; /metrics and health on $PORT",
+        description="Take jobs from the Redis queue $JOBS_QUEUE (BullMQ protocol), "
+        "$JOBS_CONCURRENCY at a time, until SIGTERM; then stop taking jobs, finish the "
+        "running ones and exit within $SHUTDOWN_GRACE_SECONDS.",
+    )
+    sub.add_parser(
+        "reconcile",
+        help="check the saga invariants once, store and print the findings; exit 1 if any",
+        description="Check orders, payments, stock and documents against the saga's "
+        "invariants in one database snapshot, store the run (workers export it as "
+        "saga_reconcile_findings), print a JSON report on stdout. Exit 0: none broken; "
+        f"{RECONCILE_FOUND}: findings; 2: bad configuration; {RECONCILE_UNAVAILABLE}: "
+        "the database could not be read.",
     )
     sub.add_parser(
         "migrate",
@@ -113,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         created = asyncio.run(create_topics(settings))
         log.info("topics ready", extra={"topics_changed": "; ".join(created) or "none"})
         return 0
+    if command == "worker":
+        return _run_fast(work(settings))
+    if command == "reconcile":
+        return asyncio.run(reconcile(settings))
     return _run_fast(serve(settings, environment=environment, runtime_config=runtime_config))
 
 
@@ -163,6 +190,63 @@ async def serve(
     await server.serve()
     await runtime.stop(timeout=after_drain * 0.6)
     return 0
+
+
+async def work(settings: Settings) -> int:
+    from saga_service.entrypoints.worker import WorkerProcess, create_worker_app
+
+    process = WorkerProcess(settings)
+    await process.start()
+    config = uvicorn.Config(
+        create_worker_app(process),
+        host="0.0.0.0",
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+        timeout_keep_alive=5,
+    )
+    loop = asyncio.get_running_loop()
+    # Only probes and scrapes reach a worker's HTTP: nothing to drain.
+    server = _Server(config, on_signal=process.begin_shutdown, drain_seconds=0, loop=loop)
+    server.on_first_signal = lambda: loop.call_later(
+        max(0.5, settings.shutdown_grace_seconds - 0.5), _hard_exit
+    )
+    await server.serve()
+    await process.stop()
+    return 0
+
+
+async def reconcile(settings: Settings) -> int:
+    from saga_service.adapters.postgres.db import open_pool
+    from saga_service.service.reconciliation import reconcile as run
+
+    pool = await open_pool(settings)
+    try:
+        # Without jobs no order gets a document, so missing ones are no finding.
+        grace = settings.reconcile_document_grace_seconds if settings.jobs_enabled else math.inf
+        report = await run(pool, document_grace_seconds=grace)
+    except Exception as exc:
+        log.error("reconciliation failed", extra={"error": repr(exc)})
+        return RECONCILE_UNAVAILABLE
+    finally:
+        await pool.close(timeout=1.0)
+    # stdout also carries the JSON log lines; the type names the report among them.
+    summary = {
+        "type": "reconcile-report",
+        "ok": report.ok,
+        "run_id": report.run_id,
+        "orders": report.orders,
+        "skus": report.skus,
+        "counts": {rule.value: n for rule, n in report.counts.items()},
+        "findings": [
+            {"rule": f.rule.value, "subject": f.subject, "detail": f.detail}
+            for f in report.findings
+        ],
+    }
+    print(json.dumps(summary), flush=True)
+    return 0 if report.ok else RECONCILE_FOUND
 
 
 def _hard_exit() -> None:

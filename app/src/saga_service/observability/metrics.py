@@ -101,6 +101,56 @@ RUNTIME_CONFIG_RELOADS = Counter(
     ["outcome"],
 )
 
+# --- background jobs (the worker; the relay's counters in every `serve`) ---------------
+
+_JOB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+JOB_STATES = ("waiting", "active", "delayed", "prioritized", "failed", "completed", "paused")
+JOB_OUTCOMES = ("completed", "retried", "failed")
+
+JOBS = Gauge(
+    "saga_jobs",
+    "Jobs in the queue by state, sampled from Redis (whole queue, every pod sees the same).",
+    ["queue", "state"],
+)
+JOB_WAIT = Histogram(
+    "saga_job_wait_seconds",
+    "From a job's enqueueing to the start of its first attempt, by job name.",
+    ["queue", "name"],
+    buckets=_JOB_BUCKETS,
+)
+JOB_RUN = Histogram(
+    "saga_job_run_seconds",
+    "Run time of one attempt of a job, by job name and outcome.",
+    ["queue", "name", "outcome"],
+    buckets=_JOB_BUCKETS,
+)
+JOBS_PROCESSED = Counter(
+    "saga_jobs_processed_total",
+    "Job attempts by outcome: completed, retried (failed, attempts left), failed (to the "
+    "failed set).",
+    ["queue", "name", "outcome"],
+)
+JOBS_STALLED = Counter(
+    "saga_jobs_stalled_total",
+    "Jobs whose worker vanished (lock expired) that this worker's stall check handed back.",
+    ["queue"],
+)
+JOB_OUTBOX_PENDING = Gauge(
+    "saga_job_outbox_pending", "Job outbox rows not yet on the queue (whole database)."
+)
+JOB_OUTBOX_ENQUEUED = Counter(
+    "saga_job_outbox_enqueued_total", "Job outbox rows this process put on the queue."
+)
+RECONCILE_FINDINGS = Gauge(
+    "saga_reconcile_findings",
+    "Findings of the latest reconciliation run, by broken invariant (0 when it holds).",
+    ["rule"],
+)
+RECONCILE_LAST_RUN = Gauge(
+    "saga_reconcile_last_run_timestamp_seconds",
+    "When the latest reconciliation run finished (Unix time; 0 before the first).",
+)
+
 # Labelled counters have no series until a label value is first used, so an alert on
 # increase()/rate() would miss the first event and a dashboard would show "No data".
 # The label values the code can produce start at 0 (adapters/lock.py, entrypoints/consumer.py).

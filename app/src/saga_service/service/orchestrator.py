@@ -22,6 +22,7 @@ from saga_service.adapters.postgres.commands import FencingRejected, SagaRow
 from saga_service.adapters.postgres.db import Conn, Pool
 from saga_service.domain import order as order_domain
 from saga_service.domain.events import SagaEvent
+from saga_service.domain.jobs import order_document_job
 from saga_service.domain.order import OrderItem, OrderStatus
 from saga_service.domain.payment import PaymentStatus, decide_confirmation, decide_payment
 from saga_service.domain.saga import (
@@ -76,6 +77,7 @@ class SagaExecutor:
         lease_seconds: float,
         max_items: int,
         step_delay_ms: int = 0,
+        jobs_enabled: bool = False,
         on_outbox_write: Callable[[], None] = lambda: None,
     ) -> None:
         self.pool = pool
@@ -85,6 +87,7 @@ class SagaExecutor:
         self.lease_seconds = lease_seconds
         self.max_items = max_items
         self.step_delay = step_delay_ms / 1000.0
+        self.jobs_enabled = jobs_enabled
         self.on_outbox_write = on_outbox_write
 
     # --- commands -----------------------------------------------------------------------
@@ -287,6 +290,10 @@ class SagaExecutor:
                 return StepOutcome.FAILED, f"confirmation refused: {decision.reason}"
             units = await commands.settle_reservations(conn, saga.saga_id, release=False)
             await commands.set_order_status(conn, saga.order_id, OrderStatus.CONFIRMED)
+            # In the confirming transaction: the document job exists iff the order is
+            # confirmed (the job relay puts it on the queue after the commit).
+            if self.jobs_enabled:
+                await commands.insert_job(conn, order_document_job(saga.order_id, saga.saga_id))
             return StepOutcome.SUCCEEDED, f"{units} units shipped"
         if step is Step.REFUND_PAYMENT:
             cents = await commands.refund_payment(conn, saga.saga_id)

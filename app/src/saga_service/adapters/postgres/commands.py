@@ -13,6 +13,7 @@ from typing import Any
 
 from saga_service.adapters.postgres.db import Conn
 from saga_service.domain.events import SagaEvent
+from saga_service.domain.jobs import JobRequest
 from saga_service.domain.order import OrderItem, OrderStatus
 from saga_service.domain.payment import PaymentStatus
 from saga_service.domain.saga import FINAL_STATES, SagaState, Transition
@@ -400,3 +401,87 @@ async def delete_published_before(conn: Conn, age_seconds: float) -> int:
         (age_seconds,),
     )
     return cur.rowcount
+
+
+# --- background jobs --------------------------------------------------------------------
+
+
+async def insert_job(conn: Conn, job: JobRequest) -> None:
+    """Ask for a job in the caller's transaction; the same job id twice is one job."""
+    await conn.execute(
+        "INSERT INTO job_outbox (job_id, job_name, payload) VALUES (%s, %s, %s)"
+        " ON CONFLICT (job_id) DO NOTHING",
+        (job.job_id, job.name, json.dumps(job.payload)),
+    )
+
+
+async def lock_pending_jobs(conn: Conn, limit: int) -> list[tuple[int, JobRequest]]:
+    cur = await conn.execute(
+        "SELECT id, job_id, job_name, payload FROM job_outbox WHERE enqueued_at IS NULL"
+        " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+        (limit,),
+    )
+    return [
+        (r["id"], JobRequest(r["job_id"], r["job_name"], dict(r["payload"])))
+        for r in await cur.fetchall()
+    ]
+
+
+async def mark_jobs_enqueued(conn: Conn, ids: list[int]) -> None:
+    await conn.execute("UPDATE job_outbox SET enqueued_at = now() WHERE id = ANY(%s)", (ids,))
+
+
+async def delete_enqueued_jobs_before(conn: Conn, age_seconds: float) -> int:
+    cur = await conn.execute(
+        "DELETE FROM job_outbox WHERE enqueued_at < now() - make_interval(secs => %s)",
+        (age_seconds,),
+    )
+    return cur.rowcount
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentSource:
+    order_id: uuid.UUID
+    saga_id: uuid.UUID
+    customer_id: str
+    total_cents: int
+    status: OrderStatus
+    items: list[OrderItem]
+
+
+async def document_source(conn: Conn, order_id: uuid.UUID) -> DocumentSource | None:
+    """The order as its document needs it; the row is share-locked so its status cannot
+    change before the document is written in the same transaction."""
+    cur = await conn.execute(
+        "SELECT order_id, saga_id, customer_id, total_cents, status FROM orders"
+        " WHERE order_id = %s FOR SHARE",
+        (order_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return DocumentSource(
+        order_id=row["order_id"],
+        saga_id=row["saga_id"],
+        customer_id=row["customer_id"],
+        total_cents=row["total_cents"],
+        status=OrderStatus(row["status"]),
+        items=await order_items(conn, order_id),
+    )
+
+
+async def insert_document(
+    conn: Conn,
+    source: DocumentSource,
+    *,
+    body: str,
+    job_id: str,
+    rendered_by: str,
+) -> bool:
+    """Store the order's document; False when it already exists (the job ran before)."""
+    cur = await conn.execute(
+        "INSERT INTO order_documents (order_id, saga_id, body, job_id, rendered_by)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING",
+        (source.order_id, source.saga_id, body, job_id, rendered_by),
+    )
+    return cur.rowcount == 1

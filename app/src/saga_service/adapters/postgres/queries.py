@@ -144,3 +144,10 @@ async def backlog_stats(conn: Conn) -> tuple[int, float, int]:
     inflight = await cur.fetchone()
     assert inflight is not None
     return int(row["n"]), float(row["lag"]), int(inflight["n"])
+
+
+async def pending_jobs(conn: Conn) -> int:
+    """Job outbox rows not yet on the queue (the job relay's backlog)."""
+    cur = await conn.execute("SELECT count(*) AS n FROM job_outbox WHERE enqueued_at IS NULL")
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
