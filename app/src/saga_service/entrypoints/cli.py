@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from saga_loadgen import cli as loadgen
 from saga_service import __version__
+from saga_service.adapters.diagnosis import Diagnosis, diagnose
 from saga_service.observability import logs
 from saga_service.settings import Settings, load_settings
 
@@ -86,18 +87,49 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level)
     if command == "migrate":
-        from saga_service.adapters.postgres.db import run_migrations
-
-        run_migrations(settings)
-        log.info("migrations applied")
-        return 0
+        return _migrate(settings)
     if command == "create-topics":
-        from saga_service.adapters.kafka import create_topics
-
-        created = asyncio.run(create_topics(settings))
-        log.info("topics ready", extra={"topics_changed": "; ".join(created) or "none"})
-        return 0
+        return _create_topics(settings)
     return _run_fast(serve(settings))
+
+
+def _migrate(settings: Settings) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from saga_service.adapters.postgres.db import run_migrations
+
+    try:
+        run_migrations(settings)
+    except OperationalError as exc:
+        tls = settings.database_sslmode in ("require", "verify-ca", "verify-full")
+        target = f"PostgreSQL at {settings.database_host}:{settings.database_port}"
+        return _cannot("migrate", target, diagnose(exc, tls=tls))
+    log.info("migrations applied")
+    return 0
+
+
+def _create_topics(settings: Settings) -> int:
+    from aiokafka.errors import KafkaConnectionError
+
+    from saga_service.adapters.kafka import connection_problem, create_topics
+
+    try:
+        created = asyncio.run(create_topics(settings))
+    except KafkaConnectionError as exc:
+        # Its text is "Unable to bootstrap from [...]"; one connection by hand says why.
+        cause = asyncio.run(connection_problem(settings)) or exc
+        tls = settings.kafka_security_protocol in ("SSL", "SASL_SSL")
+        target = f"Kafka at {settings.kafka_bootstrap_servers}"
+        return _cannot("create-topics", target, diagnose(cause, tls=tls))
+    log.info("topics ready", extra={"topics_changed": "; ".join(created) or "none"})
+    return 0
+
+
+def _cannot(command: str, target: str, diagnosis: Diagnosis) -> int:
+    """One line on stderr (what a Job's failed pod shows) and one in the JSON log."""
+    print(f"saga-service {command}: cannot connect to {target}: {diagnosis}", file=sys.stderr)
+    log.error(f"{command} failed", extra={"target": target, "error": str(diagnosis)})
+    return 1
 
 
 def _run_fast(coro: Coroutine[Any, Any, int]) -> int:
