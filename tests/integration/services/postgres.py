@@ -237,7 +237,7 @@ def start_postgres(
         if tls is not None:
             if ca_file is None:
                 raise ValueError("tls needs the ca_file that signed it")
-            owned = tls.give_to(run_as) if run_as is not None else tls
+            owned = tls.give_to(run_as, base / "tls") if run_as is not None else tls
             tls_settings = {
                 "ssl": "on",
                 "ssl_cert_file": str(owned.cert),

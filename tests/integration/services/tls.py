@@ -39,11 +39,11 @@ class ServerCertificate:
             combined.chmod(0o600)
         return combined
 
-    def give_to(self, user: str) -> ServerCertificate:
-        """Copies readable by ``user`` only (PostgreSQL refuses a key others can read,
-        and, run as root, it runs as the postgres user)."""
+    def give_to(self, user: str, directory: Path) -> ServerCertificate:
+        """Copies in ``directory`` readable by ``user`` only (PostgreSQL refuses a key
+        others can read, and, run as root, it runs as the postgres user, which cannot
+        enter pytest's private temp dirs)."""
         entry = pwd.getpwnam(user)
-        directory = self.cert.parent / f"for-{user}"
         directory.mkdir(exist_ok=True)
         os.chown(directory, entry.pw_uid, entry.pw_gid)
         copies = []
