@@ -337,3 +337,29 @@ def test_a_ca_file_without_tls_is_refused_not_ignored(
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "saga-service: bad configuration:" in result.stderr
     assert message in result.stderr, result.stderr
+
+
+def test_verify_full_checks_the_host_name_not_only_the_ca(
+    pki: Pki, prod_stack: AppStack, tmp_path: Path
+) -> None:
+    """A certificate from the trusted CA, but for another host: what a DNS mix-up or a
+    man in the middle with a certificate of the same provider presents."""
+    elsewhere = pki.ca.issue("elsewhere", hosts=("db.elsewhere.invalid",))
+    with services.start_postgres(
+        tmp_path / "postgres", tls=elsewhere, ca_file=pki.ca.cert
+    ) as other_host:
+        env = {**prod_stack.env, **other_host.env()}
+        assert env["DATABASE_SSLMODE"] == "verify-full"
+        hook = subprocess.run(
+            saga_service_argv("migrate"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=HOOK_TIMEOUT,
+            check=False,
+        )
+    assert hook.returncode == 1, (hook.stdout, hook.stderr)
+    assert UNTRUSTED in hook.stderr
+    assert 'server certificate for "db.elsewhere.invalid"' in hook.stderr
+    assert 'does not match host name "127.0.0.1"' in hook.stderr
+    print(f"\n[postgres/other-host] migrate exit 1: {hook.stderr.strip()}")
