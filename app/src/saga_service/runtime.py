@@ -128,7 +128,9 @@ class Runtime:
                 await _quietly(producer.stop())
                 await _quietly(consumer.stop())
                 cause = await kafka.connection_problem(self.settings, timeout=5.0)
-                self.kafka_problem = diagnose(cause or exc, tls=self._kafka_tls)
+                self.kafka_problem = diagnose(
+                    cause or exc, tls_handshake=cause is not None and self._kafka_tls
+                )
                 if self.kafka_problem.misconfigured:
                     log.error("kafka misconfigured", extra={"error": str(self.kafka_problem)})
                 else:
@@ -160,17 +162,13 @@ class Runtime:
     def _kafka_tls(self) -> bool:
         return self.settings.kafka_security_protocol in ("SSL", "SASL_SSL")
 
-    @property
-    def _postgres_tls(self) -> bool:
-        return self.settings.database_sslmode in ("require", "verify-ca", "verify-full")
-
     async def check_dependencies(self) -> dict[str, str]:
         """'ok' or the reason, per dependency; a misconfiguration's reason begins with
         'misconfigured: ' and names it (see adapters/diagnosis.py)."""
         results = await asyncio.gather(
-            self._probe(self._check_postgres(), tls=self._postgres_tls),
-            self._probe(self._check_redis(), tls=self.settings.redis_tls),
-            self._probe(self._check_kafka(), tls=self._kafka_tls),
+            self._probe(self._check_postgres()),
+            self._probe(self._check_redis()),
+            self._probe(self._check_kafka()),
         )
         checks = dict(zip(("postgres", "redis", "kafka"), results, strict=True))
         for name, result in checks.items():
@@ -196,14 +194,14 @@ class Runtime:
             metrics.DEPENDENCY_UP.labels(name).set(1 if up else 0)
         return checks
 
-    async def _probe(self, coro: Any, tls: bool) -> str:
+    async def _probe(self, coro: Any) -> str:
         try:
             await asyncio.wait_for(coro, PROBE_TIMEOUT)
             return "ok"
         except TimeoutError:
             return "timeout"
         except Exception as exc:
-            return str(diagnose(exc, tls=tls))[:400]
+            return str(diagnose(exc))[:400]
 
     async def _check_postgres(self) -> None:
         assert self.pool is not None

@@ -75,7 +75,8 @@ LIBPQ = 'connection failed: connection to server at "10.0.0.5", port 5432 failed
     ],
 )
 def test_a_failure_is_classified(exc: BaseException, tls: bool, kind: str | None) -> None:
-    diagnosis = diagnose(exc, tls=tls)
+    # tls: the failure came from a new connection's TLS handshake
+    diagnosis = diagnose(exc, tls_handshake=tls)
     assert diagnosis.kind == kind
     assert str(diagnosis).startswith("misconfigured: ") == (kind is not None)
 
@@ -83,11 +84,11 @@ def test_a_failure_is_classified(exc: BaseException, tls: bool, kind: str | None
 def test_the_drivers_words_win_over_a_wrappers() -> None:
     inner = OperationalError(LIBPQ + 'FATAL: password authentication failed for user "saga"')
     outer = wrapped(inner, OperationalError("(psycopg.OperationalError) ... (Background on this"))
-    diagnosis = diagnose(outer, tls=True)
+    diagnosis = diagnose(outer)
     assert diagnosis.detail == str(inner)
     assert "Background" not in str(diagnosis)
 
 
 def test_a_diagnosis_raised_again_keeps_its_kind() -> None:
-    first = diagnose(ConnectionResetError(), tls=True)
+    first = diagnose(ConnectionResetError(), tls_handshake=True)
     assert diagnose(Diagnosed(first)) == first

@@ -95,7 +95,7 @@ def _one_line(exc: BaseException) -> str:
     return text[:300]
 
 
-def _kind_of(exc: BaseException, tls: bool) -> Kind | None:
+def _kind_of(exc: BaseException, tls_handshake: bool) -> Kind | None:
     name = type(exc).__name__
     if isinstance(exc, ssl.SSLCertVerificationError):
         return "untrusted_certificate"
@@ -112,25 +112,31 @@ def _kind_of(exc: BaseException, tls: bool) -> Kind | None:
         for needle, kind in _LIBPQ:
             if needle in text:
                 return kind
-    if tls and (
+    if tls_handshake and (
         isinstance(exc, (ssl.SSLEOFError, ConnectionResetError))
         or (isinstance(exc, ssl.SSLError) and "WRONG_VERSION_NUMBER" in text)
     ):
-        # A plaintext server reads the TLS ClientHello as garbage and hangs up.
+        # A plaintext server reads the TLS ClientHello as garbage and hangs up. Only
+        # on a fresh connection's handshake: a reset of an established one is a server
+        # going away (a failover), which must not read as a misconfiguration.
         return "server_without_tls"
     return None
 
 
-def diagnose(exc: BaseException, *, tls: bool = False) -> Diagnosis:
-    """Classify a connection failure; `tls` says whether this client was set to use TLS."""
+def diagnose(exc: BaseException, *, tls_handshake: bool = False) -> Diagnosis:
+    """Classify a connection failure. `tls_handshake`: it came from a new connection with
+    TLS on, so a hang-up before any answer means the server does not speak TLS."""
     if isinstance(exc, Diagnosed):
         return exc.diagnosis
     chain = _chain(exc)
     # Innermost first: the driver's own words, not a wrapper's (SQLAlchemy adds a link).
     for inner in reversed(chain):
-        kind = _kind_of(inner, tls)
+        kind = _kind_of(inner, tls_handshake)
         if kind is not None:
-            return Diagnosis(kind, _one_line(inner))
+            detail = _one_line(inner)
+            if kind == "server_without_tls" and not str(inner).strip():
+                detail += ": the server hung up on the TLS handshake"
+            return Diagnosis(kind, detail)
     # SQLAlchemy's message carries a link and the whole statement; the driver's says it all.
     innermost = next((e for e in chain if type(e).__module__.startswith("psycopg")), exc)
     return Diagnosis(None, f"{type(innermost).__name__}: {_one_line(innermost)}")

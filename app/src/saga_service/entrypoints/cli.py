@@ -101,9 +101,8 @@ def _migrate(settings: Settings) -> int:
     try:
         run_migrations(settings)
     except OperationalError as exc:
-        tls = settings.database_sslmode in ("require", "verify-ca", "verify-full")
         target = f"PostgreSQL at {settings.database_host}:{settings.database_port}"
-        return _cannot("migrate", target, diagnose(exc, tls=tls))
+        return _cannot("migrate", target, diagnose(exc))
     log.info("migrations applied")
     return 0
 
@@ -117,10 +116,11 @@ def _create_topics(settings: Settings) -> int:
         created = asyncio.run(create_topics(settings))
     except KafkaConnectionError as exc:
         # Its text is "Unable to bootstrap from [...]"; one connection by hand says why.
-        cause = asyncio.run(connection_problem(settings)) or exc
+        cause = asyncio.run(connection_problem(settings))
         tls = settings.kafka_security_protocol in ("SSL", "SASL_SSL")
         target = f"Kafka at {settings.kafka_bootstrap_servers}"
-        return _cannot("create-topics", target, diagnose(cause, tls=tls))
+        diagnosis = diagnose(cause or exc, tls_handshake=cause is not None and tls)
+        return _cannot("create-topics", target, diagnosis)
     log.info("topics ready", extra={"topics_changed": "; ".join(created) or "none"})
     return 0
 
