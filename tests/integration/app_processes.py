@@ -225,7 +225,7 @@ def _create_database(postgres: services.PostgresInstance, name: str) -> str:
         conn.execute(f'CREATE DATABASE "{name}" OWNER "{postgres.user}"')
     return (
         f"host={postgres.host} port={postgres.port} dbname={name} "
-        f"user={postgres.user} password={postgres.password} sslmode=disable"
+        f"user={postgres.user} password={postgres.password} sslmode={postgres.sslmode}"
     )
 
 

@@ -415,6 +415,13 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"postgresql.replication.replicationUsername": "repl-user"},
         ["postgresql", "/replication/replicationUsername"],
     ),
+    ("CA bundle key with a slash", {"caBundle.key": "certs/ca.crt"}, ["/caBundle/key"]),
+    ("CA bundle unknown key", {"caBundle.existingSecrets": "ca"}, ["caBundle", "existingSecrets"]),
+    (
+        "CA bundle from a Secret and a ConfigMap",
+        {"caBundle.existingSecret": "ca", "caBundle.existingConfigMap": "ca"},
+        ["caBundle.existingSecret and caBundle.existingConfigMap are both set"],
+    ),
 ]
 
 

@@ -520,3 +520,96 @@ def test_existing_secret_covers_every_external_credential() -> None:
         "kafka-sasl-password",
     }
     assert not find(objects, "Secret")
+
+
+CA_BUNDLE = {
+    "postgresql.enabled": False,
+    "externalDatabase.host": "db.example.com",
+    "externalDatabase.password": "x",
+    "externalDatabase.sslmode": "verify-full",
+    "redis.enabled": False,
+    "externalRedis.host": "cache.example.com",
+    "externalRedis.tls": True,
+    "externalRedis.username": "saga",
+    **EXTERNAL_KAFKA_SASL,
+    "caBundle.existingConfigMap": "provider-ca",
+    "caBundle.key": "bundle.pem",
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "volume"),
+    [
+        ({"caBundle.existingConfigMap": "provider-ca"}, {"configMap": {"name": "provider-ca"}}),
+        (
+            {"caBundle.existingConfigMap": "", "caBundle.existingSecret": "provider-ca"},
+            {"secret": {"secretName": "provider-ca"}},
+        ),
+    ],
+    ids=["configmap", "secret"],
+)
+def test_a_ca_bundle_is_mounted_where_every_tls_setting_points(
+    source: dict[str, Any], volume: dict[str, Any], tmp_path: Any
+) -> None:
+    objects = tuple(render(values={**CA_BUNDLE, **source}))
+    path = "/etc/saga-stack/ca/bundle.pem"
+    config = app_config(objects)
+    assert config["REDIS_USERNAME"] == "saga"
+    assert {k: v for k, v in config.items() if v == path} == {
+        "DATABASE_SSLROOTCERT": path,
+        "REDIS_TLS_CA_FILE": path,
+        "KAFKA_SSL_CA_FILE": path,
+    }
+    # The Deployment and both hook Jobs connect, so each mounts the bundle and gets the
+    # settings (the Jobs inline them: a pre-install hook runs before the ConfigMap exists).
+    workloads = [one(objects, "Deployment"), *find(objects, "Job")]
+    assert len(workloads) == 3
+    for workload in workloads:
+        spec = pod_spec(workload)
+        (ca,) = [v for v in spec["volumes"] if v["name"] == "ca-bundle"]
+        kind = next(iter(volume))
+        assert {k: v for k, v in ca[kind].items() if k != "items"} == volume[kind]
+        assert ca[kind]["items"] == [{"key": "bundle.pem", "path": "bundle.pem"}]
+        container = spec["containers"][0]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "ca-bundle")
+        assert mount == {"name": "ca-bundle", "mountPath": "/etc/saga-stack/ca", "readOnly": True}
+        if workload["kind"] == "Job":
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["DATABASE_SSLROOTCERT"] == env["KAFKA_SSL_CA_FILE"] == path
+    # The app's own Settings accept it, once the file is there.
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("x\n")
+    env_values: dict[str, Any] = {
+        k.lower(): (str(bundle) if v == path else v) for k, v in config.items()
+    }
+    env_values.update({k.lower(): "x" for k in app_secret_env(objects)})
+    Settings(**env_values)
+
+
+def test_a_ca_bundle_is_given_only_to_the_dependencies_that_use_tls() -> None:
+    plain = {
+        **CA_BUNDLE,
+        "externalDatabase.sslmode": "prefer",
+        "externalRedis.tls": False,
+        "externalKafka.securityProtocol": "SASL_PLAINTEXT",
+    }
+    config = app_config(tuple(render(values=plain)))
+    assert not {"DATABASE_SSLROOTCERT", "REDIS_TLS_CA_FILE", "KAFKA_SSL_CA_FILE"} & set(config)
+    bare = app_config(rendered("external-all"))
+    assert not {"DATABASE_SSLROOTCERT", "REDIS_TLS_CA_FILE", "KAFKA_SSL_CA_FILE"} & set(bare)
+    assert "REDIS_USERNAME" not in bare
+
+
+def test_the_production_profile_verifies_every_service_against_its_ca_bundle() -> None:
+    objects = tuple(render([REPO_ROOT / "values" / "production.yaml"]))
+    config = app_config(objects)
+    path = "/etc/saga-stack/ca/ca.crt"
+    assert config["DATABASE_SSLMODE"] == "verify-full"
+    assert config["DATABASE_SSLROOTCERT"] == path
+    assert (config["REDIS_TLS"], config["REDIS_TLS_CA_FILE"]) == ("true", path)
+    assert (config["KAFKA_SECURITY_PROTOCOL"], config["KAFKA_SSL_CA_FILE"]) == ("SASL_SSL", path)
+    volumes = pod_spec(one(objects, "Deployment"))["volumes"]
+    assert {
+        "name": "ca-bundle",
+        "configMap": {"name": "saga-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+    } in volumes

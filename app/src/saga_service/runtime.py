@@ -13,12 +13,22 @@ import socket
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from psycopg_pool import PoolTimeout
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from saga_service.adapters import kafka
+from saga_service.adapters.diagnosis import (
+    MISCONFIGURED,
+    Diagnosed,
+    Diagnosis,
+    ServerWithoutTLS,
+    answers_plaintext_redis,
+    diagnose,
+)
 from saga_service.adapters.job_queue import JobQueue, JobRelay
 from saga_service.adapters.lock import LockService, make_redis
 from saga_service.adapters.outbox import OutboxRelay
-from saga_service.adapters.postgres.db import Pool, open_pool
+from saga_service.adapters.postgres.db import Pool, connection_problem, open_pool
 from saga_service.entrypoints.consumer import SagaConsumer
 from saga_service.observability import logs, metrics
 from saga_service.reloader import RuntimeConfigWatcher, export_metrics, setting_values
@@ -55,6 +65,7 @@ class Runtime:
         self.consumer: AIOKafkaConsumer | None = None
         self.relay: OutboxRelay | None = None
         self.redis = make_redis(settings)
+        self._redis_probe = make_redis(settings, retry=False)
         self.locks = LockService(
             self.redis,
             ttl_ms=settings.lock_ttl_ms,
@@ -63,6 +74,8 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         self.dead_tasks: list[str] = []
         self._dependency_up: dict[str, bool] = {}
+        self._dependency_misconfigured: dict[str, bool] = {}
+        self.kafka_problem: Diagnosis | None = None
         self._executor: SagaExecutor | None = None
         self.config_watcher: RuntimeConfigWatcher | None = None
         if settings.saga_runtime_config is not None:
@@ -169,14 +182,22 @@ class Runtime:
                 await consumer.start()
                 break
             except Exception as exc:
-                log.warning("kafka not reachable yet", extra={"error": repr(exc)})
                 await _quietly(producer.stop())
                 await _quietly(consumer.stop())
+                cause = await kafka.connection_problem(self.settings, timeout=5.0)
+                self.kafka_problem = diagnose(
+                    cause or exc, tls_handshake=cause is not None and self._kafka_tls
+                )
+                if self.kafka_problem.misconfigured:
+                    log.error("kafka misconfigured", extra={"error": str(self.kafka_problem)})
+                else:
+                    log.warning("kafka not reachable yet", extra={"error": str(self.kafka_problem)})
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
                 delay = min(delay * 2, 10.0)
         else:
             return
+        self.kafka_problem = None
         self.producer, self.consumer = producer, consumer
         assert self.pool is not None
         self.relay = OutboxRelay(self.pool, producer, self.settings.kafka_topic_events)
@@ -194,8 +215,13 @@ class Runtime:
 
     # --- health -------------------------------------------------------------------------
 
+    @property
+    def _kafka_tls(self) -> bool:
+        return self.settings.kafka_security_protocol in ("SSL", "SASL_SSL")
+
     async def check_dependencies(self) -> dict[str, str]:
-        """'ok' or the reason, per dependency."""
+        """'ok' or the reason, per dependency; a misconfiguration's reason begins with
+        'misconfigured: ' and names it (see adapters/diagnosis.py)."""
         results = await asyncio.gather(
             self._probe(self._check_postgres()),
             self._probe(self._check_redis()),
@@ -204,6 +230,15 @@ class Runtime:
         checks = dict(zip(("postgres", "redis", "kafka"), results, strict=True))
         for name, result in checks.items():
             up = result == "ok"
+            misconfigured = result.startswith(MISCONFIGURED)
+            if misconfigured and not self._dependency_misconfigured.get(name, False):
+                # Waiting will not fix it: said at ERROR, with what to change.
+                log.error("dependency misconfigured", extra={"dependency": name, "result": result})
+            self._dependency_misconfigured[name] = misconfigured
+            if misconfigured:
+                self._dependency_up[name] = False
+                metrics.DEPENDENCY_UP.labels(name).set(0)
+                continue
             if self._dependency_up.get(name, True) != up:
                 level = logging.INFO if up else logging.WARNING
                 log.log(
@@ -223,19 +258,49 @@ class Runtime:
         except TimeoutError:
             return "timeout"
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"[:200]
+            return str(diagnose(exc))[:400]
 
     async def _check_postgres(self) -> None:
         assert self.pool is not None
-        async with self.pool.connection(timeout=PROBE_TIMEOUT) as conn:
-            await conn.execute("SELECT 1")
+        try:
+            async with self.pool.connection(timeout=PROBE_TIMEOUT / 2) as conn:
+                await conn.execute("SELECT 1")
+        except PoolTimeout:
+            # The pool says only that it waited; one connection made here says why (a
+            # password, a certificate, a server without TLS) when connecting fails. When it
+            # connects, the server answers and the pool is only busy: that is load, and
+            # taking the pod out of the Service for it would only push the load elsewhere.
+            problem = await connection_problem(self.settings, timeout=PROBE_TIMEOUT / 2)
+            if problem is not None:
+                raise problem from None
 
     async def _check_redis(self) -> None:
-        if not await self.locks.ping():
-            raise RuntimeError("no PONG")
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT * 0.6):
+                if not await self._redis_probe.ping():
+                    raise RuntimeError("no PONG")
+        except (TimeoutError, RedisTimeout) as exc:
+            # A TLS handshake with a plaintext Redis gets no answer, only this timeout.
+            settings = self.settings
+            if (
+                settings.redis_tls
+                and settings.redis_mode == "standalone"
+                and await answers_plaintext_redis(
+                    settings.redis_host or "localhost",
+                    settings.redis_port,
+                    timeout=PROBE_TIMEOUT * 0.3,
+                )
+            ):
+                raise ServerWithoutTLS(
+                    f"{settings.redis_host}:{settings.redis_port} answered a plaintext PING "
+                    "and nothing to a TLS handshake"
+                ) from exc
+            raise
 
     async def _check_kafka(self) -> None:
         if self.producer is None or self.consumer is None:
+            if self.kafka_problem is not None:
+                raise Diagnosed(self.kafka_problem)
             raise RuntimeError("not connected yet")
         metadata = await self.producer.client.fetch_all_metadata()
         if not metadata.brokers():
@@ -266,6 +331,7 @@ class Runtime:
         await _quietly(self.locks.release_all())
         await _quietly(self.redis.aclose())
         await _quietly(self.job_queue.close())
+        await _quietly(self._redis_probe.aclose())
         if self.pool is not None:
             await _quietly(self.pool.close(timeout=1.0))
         log.info("runtime stopped")

@@ -24,14 +24,25 @@ class Settings(BaseSettings):
     database_name: str = "saga"
     database_user: str = "saga"
     database_password: SecretStr
-    database_sslmode: str = "prefer"
+    # libpq's modes. Only verify-full checks both the CA and the host name; prefer and
+    # allow fall back to plaintext when the server has no TLS (the chart never uses them).
+    database_sslmode: Literal[
+        "disable", "allow", "prefer", "require", "verify-ca", "verify-full"
+    ] = "prefer"
+    # libpq's sslrootcert: the CA bundle that signed the server's certificate, or
+    # "system" for the image's trust store. Unset: libpq's ~/.postgresql/root.crt.
+    database_sslrootcert: str | None = None
     database_pool_size: int = Field(10, ge=2, le=200)
 
     redis_mode: Literal["standalone", "sentinel"] = "standalone"
     redis_host: str | None = None
     redis_port: int = 6379
+    # An ACL user (Redis 6+); empty: the default user, as with requirepass.
+    redis_username: str = ""
     redis_password: SecretStr = SecretStr("")
     redis_tls: bool = False
+    # CA bundle that signed the server's certificate; unset: the system trust store.
+    redis_tls_ca_file: str | None = None
     redis_sentinel_nodes: str | None = None
     redis_sentinel_master: str = "mymaster"
     redis_sentinel_password: SecretStr = SecretStr("")
@@ -41,6 +52,8 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = ""
     kafka_sasl_username: str = ""
     kafka_sasl_password: SecretStr = SecretStr("")
+    # CA bundle that signed the brokers' certificates (SSL, SASL_SSL); unset: system store.
+    kafka_ssl_ca_file: str | None = None
     kafka_topic_events: str = "saga.events"
     kafka_topic_dead_letter: str = "saga.events.dlq"
     kafka_consumer_group: str = "saga-service"
@@ -90,6 +103,7 @@ class Settings(BaseSettings):
             raise ValueError("REDIS_HOST is required when REDIS_MODE=standalone")
         if self.redis_mode == "sentinel" and not self.redis_sentinel_nodes:
             raise ValueError("REDIS_SENTINEL_NODES is required when REDIS_MODE=sentinel")
+        self._tls_settings_agree()
         drain = self.shutdown_drain_seconds
         if drain is not None and drain >= self.shutdown_grace_seconds:
             raise ValueError(
@@ -97,6 +111,30 @@ class Settings(BaseSettings):
                 f"({drain:g} >= {self.shutdown_grace_seconds:g})"
             )
         return self
+
+    def _tls_settings_agree(self) -> None:
+        # A CA file next to TLS that is off means someone expected TLS: connecting in
+        # plaintext anyway would send the password in the clear without a word.
+        verifying = ("require", "verify-ca", "verify-full")
+        if self.database_sslrootcert and self.database_sslmode not in verifying:
+            raise ValueError(
+                "DATABASE_SSLROOTCERT is set but DATABASE_SSLMODE="
+                f"{self.database_sslmode} may connect without TLS; use verify-full"
+            )
+        if self.redis_tls_ca_file and not self.redis_tls:
+            raise ValueError("REDIS_TLS_CA_FILE is set but REDIS_TLS is false")
+        if self.kafka_ssl_ca_file and self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(
+                "KAFKA_SSL_CA_FILE is set but KAFKA_SECURITY_PROTOCOL="
+                f"{self.kafka_security_protocol} does not use TLS"
+            )
+        for name, path in (
+            ("DATABASE_SSLROOTCERT", self.database_sslrootcert),
+            ("REDIS_TLS_CA_FILE", self.redis_tls_ca_file),
+            ("KAFKA_SSL_CA_FILE", self.kafka_ssl_ca_file),
+        ):
+            if path and path != "system" and not Path(path).is_file():
+                raise ValueError(f"{name}: no such file: {path}")
 
     def drain_seconds(self) -> float:
         if self.shutdown_drain_seconds is not None:

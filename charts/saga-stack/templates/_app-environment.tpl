@@ -10,7 +10,8 @@ pre-upgrade hook runs before this revision's ConfigMap exists.
 
 {{- define "saga-stack.appConfig" -}}
 {{- $pg := .Values.postgresql }}
-{{- $redis := .Values.redis -}}
+{{- $redis := .Values.redis }}
+{{- $ca := include "saga-stack.caBundleFile" . -}}
 PORT: {{ .Values.containerPort | quote }}
 SAGA_LEASE_SECONDS: {{ .Values.config.sagaLeaseSeconds | quote }}
 SHUTDOWN_GRACE_SECONDS: {{ .Values.shutdown.appGraceSeconds | quote }}
@@ -27,6 +28,9 @@ DATABASE_PORT: {{ .Values.externalDatabase.port | quote }}
 DATABASE_NAME: {{ .Values.externalDatabase.database | quote }}
 DATABASE_USER: {{ .Values.externalDatabase.user | quote }}
 DATABASE_SSLMODE: {{ .Values.externalDatabase.sslmode | quote }}
+{{- if and $ca (has .Values.externalDatabase.sslmode (list "require" "verify-ca" "verify-full")) }}
+DATABASE_SSLROOTCERT: {{ $ca | quote }}
+{{- end }}
 {{- end }}
 {{- if and $redis.enabled $redis.sentinel.enabled }}
 REDIS_MODE: "sentinel"
@@ -49,6 +53,14 @@ REDIS_HOST: {{ .Values.externalRedis.host | quote }}
 REDIS_PORT: {{ .Values.externalRedis.port | quote }}
 REDIS_TLS: {{ .Values.externalRedis.tls | quote }}
 {{- end }}
+{{- if not $redis.enabled }}
+{{- with .Values.externalRedis.username }}
+REDIS_USERNAME: {{ . | quote }}
+{{- end }}
+{{- if and $ca .Values.externalRedis.tls }}
+REDIS_TLS_CA_FILE: {{ $ca | quote }}
+{{- end }}
+{{- end }}
 {{- if .Values.kafka.enabled }}
 KAFKA_BOOTSTRAP_SERVERS: {{ printf "%s:%v" (include "saga-stack.subchartFullname" (list . "kafka")) .Values.kafka.service.port | quote }}
 KAFKA_SECURITY_PROTOCOL: "PLAINTEXT"
@@ -58,6 +70,9 @@ KAFKA_SECURITY_PROTOCOL: {{ .Values.externalKafka.securityProtocol | quote }}
 {{- with .Values.externalKafka.sasl.mechanism }}
 KAFKA_SASL_MECHANISM: {{ . | quote }}
 KAFKA_SASL_USERNAME: {{ $.Values.externalKafka.sasl.username | quote }}
+{{- end }}
+{{- if and $ca (has .Values.externalKafka.securityProtocol (list "SSL" "SASL_SSL")) }}
+KAFKA_SSL_CA_FILE: {{ $ca | quote }}
 {{- end }}
 {{- end }}
 KAFKA_TOPIC_EVENTS: {{ .Values.topics.events | quote }}
@@ -193,5 +208,39 @@ key: {{ .Values.externalRedis.existingSecretPasswordKey }}
 {{- else }}
 name: {{ include "saga-stack.fullname" . }}
 key: redis-password
+{{- end }}
+{{- end }}
+
+{{/* The CA bundle's path in the app's containers; empty without caBundle. */}}
+{{- define "saga-stack.caBundleFile" -}}
+{{- if or .Values.caBundle.existingSecret .Values.caBundle.existingConfigMap -}}
+/etc/saga-stack/ca/{{ .Values.caBundle.key }}
+{{- end -}}
+{{- end }}
+
+{{/* volumeMounts and volumes entries for the CA bundle (Deployment and hook Jobs). */}}
+{{- define "saga-stack.caBundleMount" -}}
+{{- if include "saga-stack.caBundleFile" . -}}
+- name: ca-bundle
+  mountPath: /etc/saga-stack/ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "saga-stack.caBundleVolume" -}}
+{{- if .Values.caBundle.existingSecret -}}
+- name: ca-bundle
+  secret:
+    secretName: {{ .Values.caBundle.existingSecret }}
+    items:
+      - key: {{ .Values.caBundle.key }}
+        path: {{ .Values.caBundle.key }}
+{{- else if .Values.caBundle.existingConfigMap -}}
+- name: ca-bundle
+  configMap:
+    name: {{ .Values.caBundle.existingConfigMap }}
+    items:
+      - key: {{ .Values.caBundle.key }}
+        path: {{ .Values.caBundle.key }}
 {{- end }}
 {{- end }}

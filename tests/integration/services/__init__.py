@@ -58,6 +58,7 @@ from tests.integration.services.redis import (
     start_redis,
     start_redis_sentinel_group,
 )
+from tests.integration.services.tls import CertificateAuthority, ServerCertificate, make_ca
 
 __all__ = [
     "INSTALL_HINT",
@@ -71,6 +72,7 @@ __all__ = [
     "SENTINEL_START_TIMEOUT",
     "STOP_TIMEOUT",
     "VERSIONS_FILE",
+    "CertificateAuthority",
     "KafkaInstance",
     "ManagedProcess",
     "MissingBinaryError",
@@ -78,6 +80,7 @@ __all__ = [
     "RedisInstance",
     "SentinelGroup",
     "SentinelInstance",
+    "ServerCertificate",
     "ServiceError",
     "app_env",
     "cache_dir",
@@ -86,6 +89,7 @@ __all__ = [
     "kafka_libs_dir",
     "kafka_metadata",
     "main",
+    "make_ca",
     "new_kafka_cluster_id",
     "port_open",
     "postgres_bindir",

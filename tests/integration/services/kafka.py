@@ -34,6 +34,7 @@ from tests.integration.services.process import (
     read_versions,
     wait_until,
 )
+from tests.integration.services.tls import ServerCertificate
 
 
 @dataclasses.dataclass
@@ -48,6 +49,8 @@ class KafkaInstance(_Restartable):
     sasl_port: int | None = None
     sasl_users: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
     start_timeout: float = KAFKA_START_TIMEOUT
+    sasl_ssl_port: int | None = None
+    ca_file: Path | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -72,6 +75,24 @@ class KafkaInstance(_Restartable):
             "KAFKA_SASL_MECHANISM": mechanism,
             "KAFKA_SASL_USERNAME": username,
             "KAFKA_SASL_PASSWORD": self.sasl_users[username],
+        }
+
+    @property
+    def sasl_ssl_bootstrap_servers(self) -> str:
+        """The SASL_SSL listener (same users and mechanisms as SASL_PLAINTEXT); only
+        when started with ``sasl_users`` and ``tls``."""
+        if self.sasl_ssl_port is None:
+            raise ServiceError("this Kafka was started without sasl_users and tls")
+        return f"{self.host}:{self.sasl_ssl_port}"
+
+    def sasl_ssl_env(self, username: str, mechanism: str = "SCRAM-SHA-512") -> dict[str, str]:
+        """App-contract variables for the SASL_SSL listener as ``username``, trusting
+        the CA that signed the broker's certificate."""
+        return {
+            **self.sasl_env(username, mechanism),
+            "KAFKA_BOOTSTRAP_SERVERS": self.sasl_ssl_bootstrap_servers,
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SSL_CA_FILE": str(self.ca_file),
         }
 
     def _ready(self) -> bool:
@@ -185,6 +206,8 @@ def _launch_kafka(
     java: str,
     heap: tuple[str, str],
     sasl_users: dict[str, str] | None = None,
+    tls: ServerCertificate | None = None,
+    ca_file: Path | None = None,
 ) -> KafkaInstance:
     port = free_port()
     controller_port = free_port()
@@ -195,6 +218,11 @@ def _launch_kafka(
         sasl_port = free_port()
         while sasl_port in (port, controller_port):
             sasl_port = free_port()
+    sasl_ssl_port: int | None = None
+    if sasl_users and tls is not None:
+        sasl_ssl_port = free_port()
+        while sasl_ssl_port in (port, controller_port, sasl_port):
+            sasl_ssl_port = free_port()
     cluster_id = new_kafka_cluster_id()
     data_dir = workdir / "data"
     logs_dir = workdir / "logs"
@@ -244,6 +272,22 @@ def _launch_kafka(
             settings[f"{prefix}.{mechanism}.sasl.jaas.config"] = (
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;"
             )
+        if tls is not None and sasl_ssl_port is not None:
+            # Same users, over TLS: the managed-Kafka shape (MSK, Confluent, Aiven).
+            settings["listeners"] += f",SASL_SSL://{LOOPBACK}:{sasl_ssl_port}"
+            settings["advertised.listeners"] += f",SASL_SSL://{LOOPBACK}:{sasl_ssl_port}"
+            settings["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            ssl_prefix = "listener.name.sasl_ssl"
+            settings[f"{ssl_prefix}.ssl.keystore.type"] = "PEM"
+            settings[f"{ssl_prefix}.ssl.keystore.location"] = str(tls.key_and_chain)
+            settings[f"{ssl_prefix}.sasl.enabled.mechanisms"] = ",".join(KAFKA_SASL_MECHANISMS)
+            settings[f"{ssl_prefix}.plain.sasl.jaas.config"] = settings[
+                f"{prefix}.plain.sasl.jaas.config"
+            ]
+            for mechanism in ("scram-sha-256", "scram-sha-512"):
+                settings[f"{ssl_prefix}.{mechanism}.sasl.jaas.config"] = (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                )
         # SCRAM credentials live in the metadata log: written at format time
         for name, pw in sasl_users.items():
             for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
@@ -328,6 +372,8 @@ def _launch_kafka(
         startup_seconds=time.monotonic() - started,
         sasl_port=sasl_port,
         sasl_users=dict(sasl_users or {}),
+        sasl_ssl_port=sasl_ssl_port,
+        ca_file=ca_file if sasl_ssl_port is not None else None,
     )
 
 
@@ -338,19 +384,28 @@ def start_kafka(
     heap_max: str = "512m",
     heap_initial: str = "256m",
     sasl_users: dict[str, str] | None = None,
+    tls: ServerCertificate | None = None,
+    ca_file: Path | None = None,
 ) -> Iterator[KafkaInstance]:
     """A single-node KRaft Kafka (combined broker + controller), PLAINTEXT on loopback.
 
     With ``sasl_users`` ({name: password}) there is also a SASL_PLAINTEXT
     listener accepting those users with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512
-    (see ``sasl_bootstrap_servers`` and ``sasl_env()``).
+    (see ``sasl_bootstrap_servers`` and ``sasl_env()``); their SCRAM credentials are
+    written into the metadata log when the storage is formatted (``--add-scram``).
+    With ``tls`` too (a certificate signed by ``ca_file``), a SASL_SSL listener for the
+    same users (``sasl_ssl_bootstrap_servers``, ``sasl_ssl_env()``).
     """
+    if tls is not None and ca_file is None:
+        raise ValueError("tls needs the ca_file that signed it")
     libs = kafka_libs_dir()
     java = java_binary()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     instance: KafkaInstance = _with_port_retries(
-        lambda: _launch_kafka(workdir, libs, java, (heap_max, heap_initial), sasl_users)
+        lambda: _launch_kafka(
+            workdir, libs, java, (heap_max, heap_initial), sasl_users, tls, ca_file
+        )
     )
     try:
         yield instance

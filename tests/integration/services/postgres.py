@@ -28,6 +28,7 @@ from tests.integration.services.process import (
     free_port,
     wait_until,
 )
+from tests.integration.services.tls import ServerCertificate
 
 
 @dataclasses.dataclass
@@ -43,13 +44,20 @@ class PostgresInstance(_Restartable):
     log_path: Path
     process: ManagedProcess = dataclasses.field(repr=False)
     startup_seconds: float = 0.0
+    # With a certificate the server speaks TLS only (hostssl); ca_file is what signed it.
+    ca_file: Path | None = None
+
+    @property
+    def sslmode(self) -> str:
+        """What the harness' own connections use (the app's is in env())."""
+        return "disable" if self.ca_file is None else "require"
 
     @property
     def dsn(self) -> str:
         """libpq key/value connection string for the app's role and database."""
         return (
             f"host={self.host} port={self.port} dbname={self.dbname} "
-            f"user={self.user} password={self.password} sslmode=disable"
+            f"user={self.user} password={self.password} sslmode={self.sslmode}"
         )
 
     @property
@@ -60,7 +68,7 @@ class PostgresInstance(_Restartable):
     def superuser_dsn(self) -> str:
         return (
             f"host={self.host} port={self.port} dbname=postgres "
-            f"user={self.superuser} password={self.superuser_password} sslmode=disable"
+            f"user={self.superuser} password={self.superuser_password} sslmode={self.sslmode}"
         )
 
     def _ready(self) -> bool:
@@ -80,7 +88,11 @@ class PostgresInstance(_Restartable):
             "DATABASE_NAME": self.dbname,
             "DATABASE_USER": self.user,
             "DATABASE_PASSWORD": self.password,
-            "DATABASE_SSLMODE": "disable",
+            **(
+                {"DATABASE_SSLMODE": "disable"}
+                if self.ca_file is None
+                else {"DATABASE_SSLMODE": "verify-full", "DATABASE_SSLROOTCERT": str(self.ca_file)}
+            ),
         }
 
 
@@ -146,8 +158,14 @@ def start_postgres(
     dbname: str = "saga",
     max_connections: int = 200,
     extra_settings: dict[str, str] | None = None,
+    tls: ServerCertificate | None = None,
+    ca_file: Path | None = None,
 ) -> Iterator[PostgresInstance]:
     """A fresh PostgreSQL cluster with role ``user`` owning database ``dbname``.
+
+    With ``tls`` (a certificate signed by ``ca_file``) it plays a managed database: TCP
+    clients must use TLS and a scram-sha-256 password (``hostssl`` lines only, so a
+    plaintext client is refused by pg_hba), as the app's env() says with verify-full.
 
     PostgreSQL refuses to run as root, so when we are root the cluster runs as
     the ``postgres`` OS user in a directory it owns under the system temp dir
@@ -215,6 +233,25 @@ def start_postgres(
             cwd=str(base),
         )
         pwfile.unlink()
+        tls_settings: dict[str, str] = {}
+        if tls is not None:
+            if ca_file is None:
+                raise ValueError("tls needs the ca_file that signed it")
+            owned = tls.give_to(run_as, base / "tls") if run_as is not None else tls
+            tls_settings = {
+                "ssl": "on",
+                "ssl_cert_file": str(owned.cert),
+                "ssl_key_file": str(owned.key),
+                "ssl_min_protocol_version": "TLSv1.2",
+            }
+            # No `host` line: a client without TLS meets "no pg_hba.conf entry ... no
+            # encryption", as on a managed server that forces TLS.
+            hba = data_dir / "pg_hba.conf"
+            hba.write_text(
+                f"local all all scram-sha-256\nhostssl all all {LOOPBACK}/32 scram-sha-256\n",
+                encoding="utf-8",
+            )
+        sslmode = "disable" if tls is None else "require"
 
         def attempt() -> PostgresInstance:
             port = free_port()
@@ -229,6 +266,7 @@ def start_postgres(
                 "log_min_messages": "warning",
                 "log_connections": "off",
             }
+            settings.update(tls_settings)
             settings.update(extra_settings or {})
             argv = [postgres_bin, "-D", str(data_dir)]
             for key, value in settings.items():
@@ -248,7 +286,7 @@ def start_postgres(
             started = time.monotonic()
             su_dsn = (
                 f"host={LOOPBACK} port={port} dbname=postgres user={superuser} "
-                f"password={superuser_password} sslmode=disable connect_timeout=2"
+                f"password={superuser_password} sslmode={sslmode} connect_timeout=2"
             )
 
             def ready() -> bool:
@@ -278,6 +316,7 @@ def start_postgres(
                 log_path=log_path,
                 process=proc,
                 startup_seconds=time.monotonic() - started,
+                ca_file=ca_file if tls is not None else None,
             )
 
         instance: PostgresInstance = _with_port_retries(attempt)

@@ -26,6 +26,7 @@ from tests.integration.services.process import (
     free_port,
     wait_until,
 )
+from tests.integration.services.tls import ServerCertificate
 
 
 @dataclasses.dataclass
@@ -37,6 +38,9 @@ class RedisInstance(_Restartable):
     process: ManagedProcess = dataclasses.field(repr=False)
     replica_of: tuple[str, int] | None = None
     startup_seconds: float = 0.0
+    # With a CA the server speaks TLS only (tls-port, port 0); acl_users are its ACL users.
+    ca_file: Path | None = None
+    acl_users: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def address(self) -> str:
@@ -50,10 +54,16 @@ class RedisInstance(_Restartable):
         """A redis-py client for this instance (caller closes it)."""
         import redis
 
-        return redis.Redis(host=self.host, port=self.port, password=self.password, **kwargs)
+        return redis.Redis(
+            host=self.host,
+            port=self.port,
+            password=self.password,
+            **_tls_kwargs(self.ca_file),
+            **kwargs,
+        )
 
     def _ready(self) -> bool:
-        _redis_ping(self.host, self.port, self.password)
+        _redis_ping(self.host, self.port, self.password, ca_file=self.ca_file)
         return True
 
     def _describe(self) -> str:
@@ -68,6 +78,29 @@ class RedisInstance(_Restartable):
             "REDIS_TLS": "false",
         }
 
+    def tls_env(self, username: str) -> dict[str, str]:
+        """App-contract variables for TLS as ACL user ``username`` (started with tls)."""
+        if self.ca_file is None:
+            raise ServiceError("this Redis was started without tls")
+        return {
+            **self.env(),
+            "REDIS_USERNAME": username,
+            "REDIS_PASSWORD": self.acl_users[username],
+            "REDIS_TLS": "true",
+            "REDIS_TLS_CA_FILE": str(self.ca_file),
+        }
+
+
+# What the app's ACL user may do: its own keys, the scripts that hold its locks, no
+# administration (KEYS, FLUSHALL, CONFIG, DEBUG, ... are @dangerous).
+APP_ACL_RULES = "~saga:* resetchannels +@all -@dangerous"
+
+
+def _tls_kwargs(ca_file: Path | None) -> dict[str, Any]:
+    if ca_file is None:
+        return {}
+    return {"ssl": True, "ssl_ca_certs": str(ca_file)}
+
 
 def _no_retry() -> Any:
     """redis-py retries (with backoff) by default; readiness polling does its own."""
@@ -77,7 +110,13 @@ def _no_retry() -> Any:
     return Retry(NoBackoff(), 0)
 
 
-def _redis_ping(host: str, port: int, password: str | None, timeout: float = 1.0) -> dict[str, Any]:
+def _redis_ping(
+    host: str,
+    port: int,
+    password: str | None,
+    timeout: float = 1.0,
+    ca_file: Path | None = None,
+) -> dict[str, Any]:
     import redis
 
     client = redis.Redis(
@@ -87,6 +126,7 @@ def _redis_ping(host: str, port: int, password: str | None, timeout: float = 1.0
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=_no_retry(),
+        **_tls_kwargs(ca_file),
     )
     try:
         client.ping()
@@ -121,6 +161,9 @@ def _launch_redis(
     replica_of: tuple[str, int] | None,
     name: str,
     port: int | None = None,
+    tls: ServerCertificate | None = None,
+    ca_file: Path | None = None,
+    acl_users: dict[str, str] | None = None,
 ) -> RedisInstance:
     redis_server = _require("redis-server")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -143,6 +186,21 @@ def _launch_redis(
         "repl-diskless-sync-delay 0",
         "maxmemory-policy noeviction",
     ]
+    if tls is not None:
+        if ca_file is None:
+            raise ValueError("tls needs the ca_file that signed it")
+        # TLS only, as a managed Redis with in-transit encryption: no plaintext port.
+        lines[1] = "port 0"
+        lines += [
+            f"tls-port {port}",
+            f'tls-cert-file "{tls.cert}"',
+            f'tls-key-file "{tls.key}"',
+            f'tls-ca-cert-file "{ca_file}"',
+            # Clients prove who they are with a password, not a certificate.
+            "tls-auth-clients no",
+        ]
+    for user, user_password in (acl_users or {}).items():
+        lines.append(f"user {user} on >{user_password} {APP_ACL_RULES}")
     if replica_of is not None:
         lines.append(f"replicaof {replica_of[0]} {replica_of[1]}")
     conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -152,7 +210,7 @@ def _launch_redis(
     started = time.monotonic()
 
     def ready() -> bool:
-        info = _redis_ping(LOOPBACK, port, password)
+        info = _redis_ping(LOOPBACK, port, password, ca_file=ca_file if tls else None)
         if replica_of is None:
             return True
         return info.get("master_link_status") == "up"
@@ -172,6 +230,8 @@ def _launch_redis(
         process=proc,
         replica_of=replica_of,
         startup_seconds=time.monotonic() - started,
+        ca_file=ca_file if tls else None,
+        acl_users=dict(acl_users or {}),
     )
 
 
@@ -180,8 +240,15 @@ def start_redis(
     workdir: Path,
     password: str = "redis-test-password",
     replica_of: tuple[str, int] | RedisInstance | None = None,
+    tls: ServerCertificate | None = None,
+    ca_file: Path | None = None,
+    acl_users: dict[str, str] | None = None,
 ) -> Iterator[RedisInstance]:
     """A redis-server with ``requirepass`` (and ``replicaof`` when given).
+
+    With ``tls`` (a certificate signed by ``ca_file``) it listens with TLS only, as a
+    managed Redis with in-transit encryption; ``acl_users`` ({name: password}) get
+    APP_ACL_RULES (see ``tls_env(name)``). ``password`` stays the default user's.
 
     For a replica, returns once its link to the master is up.
     """
@@ -189,7 +256,9 @@ def start_redis(
         replica_of = (replica_of.host, replica_of.port)
     workdir = Path(workdir)
     instance: RedisInstance = _with_port_retries(
-        lambda: _launch_redis(workdir, password, replica_of, "redis")
+        lambda: _launch_redis(
+            workdir, password, replica_of, "redis", tls=tls, ca_file=ca_file, acl_users=acl_users
+        )
     )
     try:
         yield instance

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import ssl
@@ -9,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.conn import create_conn
 from aiokafka.errors import TopicAlreadyExistsError
 
 from saga_service.settings import Settings
@@ -23,12 +25,36 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "client_id": "saga-service",
     }
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context()
+        # Verifies the chain and the host name (check_hostname is on in this context).
+        options["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_ca_file)
     if settings.kafka_security_protocol.startswith("SASL"):
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
         options["sasl_plain_username"] = settings.kafka_sasl_username
         options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
     return options
+
+
+async def connection_problem(settings: Settings, timeout: float = 10.0) -> BaseException | None:
+    """Why a connection to the first bootstrap server fails (None: it does not).
+
+    aiokafka's bootstrap error says only "Unable to bootstrap from [...]"; one connection
+    made by hand (TLS handshake and SASL included) raises the real cause.
+    """
+    options = client_options(settings)
+    host, _, port = options.pop("bootstrap_servers")[0].rpartition(":")
+    try:
+        async with asyncio.timeout(timeout):
+            conn = await create_conn(
+                host or "localhost",
+                int(port),
+                client_id=options.pop("client_id"),
+                request_timeout_ms=int(timeout * 1000),
+                **options,
+            )
+    except Exception as exc:
+        return exc
+    conn.close()
+    return None
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from saga_service.observability import metrics
@@ -75,18 +77,43 @@ def fence_key(sku: str) -> str:
     return f"saga:fence:{{{sku}}}"
 
 
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """redis-py's TLS options: the chain and the host name are verified (its defaults,
+    stated here so that no upgrade loosens them), against the CA file when one is set."""
+    if not settings.redis_tls:
+        return {}
+    return {
+        "ssl": True,
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": True,
+        "ssl_ca_certs": settings.redis_tls_ca_file,
+    }
+
+
 def make_redis(
-    settings: Settings, *, decode_responses: bool = False, socket_timeout: float = 2.0
+    settings: Settings,
+    *,
+    decode_responses: bool = False,
+    socket_timeout: float = 2.0,
+    retry: bool = True,
 ) -> Redis:
-    """A client for the current master: direct, or discovered through Sentinel."""
+    """A client for the current master: direct, or discovered through Sentinel.
+
+    `retry=False` is for the readiness probe: redis-py retries a refused password or
+    certificate (they are ConnectionErrors) for seconds, past the probe's timeout, so
+    the probe would report "timeout" instead of the cause.
+    """
     password = settings.redis_password.get_secret_value() or None
     common: dict[str, Any] = {
+        "username": settings.redis_username or None,
         "password": password,
         "decode_responses": decode_responses,
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": 2.0,
         "health_check_interval": 15,
     }
+    if not retry:
+        common["retry"] = Retry(NoBackoff(), 0)
     if settings.redis_mode == "sentinel":
         sentinel_password = settings.redis_sentinel_password.get_secret_value() or None
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
@@ -95,9 +122,9 @@ def make_redis(
                 "password": sentinel_password,
                 "socket_timeout": 1.0,
                 "socket_connect_timeout": 1.0,
-                "ssl": settings.redis_tls,
+                **tls_options(settings),
             },
-            ssl=settings.redis_tls,
+            **tls_options(settings),
             **common,
         )
         client: Redis = sentinel.master_for(settings.redis_sentinel_master)
@@ -105,7 +132,7 @@ def make_redis(
     return Redis(
         host=settings.redis_host or "localhost",
         port=settings.redis_port,
-        ssl=settings.redis_tls,
+        **tls_options(settings),
         **common,
     )
 

@@ -21,6 +21,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from saga_service import __version__
+from saga_service.adapters.diagnosis import MISCONFIGURED
 from saga_service.adapters.lock import LockUnavailable
 from saga_service.adapters.postgres import queries
 from saga_service.domain.order import (
@@ -779,14 +780,22 @@ def create_app(runtime: Runtime) -> FastAPI:
             return JSONResponse(status_code=503, content={"status": "shutting_down"})
         checks = await runtime.check_dependencies()
         failing = [name for name, result in checks.items() if result != "ok"]
+        misconfigured = [n for n, result in checks.items() if result.startswith(MISCONFIGURED)]
         # Ready means "can serve the API". Every command and query needs PostgreSQL; Redis
         # and Kafka only move sagas along (the outbox keeps new orders until Kafka is back,
         # steps wait for their locks), so losing them degrades the pod but must not empty
-        # the Service: tied to them, a lost Kafka node failed 81 % of requests.
-        if "postgres" in failing:
+        # the Service: tied to them, a lost Kafka node failed 81 % of requests. A
+        # misconfigured one (a password, a CA, TLS on one side only) is another matter:
+        # waiting does not heal it, and a pod that took orders it can never finish must
+        # not look Ready, whichever dependency it is.
+        if "postgres" in failing or misconfigured:
             return JSONResponse(
                 status_code=503,
-                content={"status": "unavailable", "failing": failing, "checks": checks},
+                content={
+                    "status": "misconfigured" if misconfigured else "unavailable",
+                    "failing": failing,
+                    "checks": checks,
+                },
             )
         status = "degraded" if failing else "ok"
         return JSONResponse(content={"status": status, "failing": failing, "checks": checks})

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from saga_loadgen import cli as loadgen
 from saga_service import __version__
+from saga_service.adapters.diagnosis import Diagnosis, diagnose
 from saga_service.observability import logs
 from saga_service.settings import (
     RuntimeConfigError,
@@ -125,22 +126,53 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level)
     if command == "migrate":
-        from saga_service.adapters.postgres.db import run_migrations
-
-        run_migrations(settings)
-        log.info("migrations applied")
-        return 0
+        return _migrate(settings)
     if command == "create-topics":
-        from saga_service.adapters.kafka import create_topics
-
-        created = asyncio.run(create_topics(settings))
-        log.info("topics ready", extra={"topics_changed": "; ".join(created) or "none"})
-        return 0
+        return _create_topics(settings)
     if command == "worker":
         return _run_fast(work(settings))
     if command == "reconcile":
         return asyncio.run(reconcile(settings))
     return _run_fast(serve(settings, environment=environment, runtime_config=runtime_config))
+
+
+def _migrate(settings: Settings) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from saga_service.adapters.postgres.db import run_migrations
+
+    try:
+        run_migrations(settings)
+    except OperationalError as exc:
+        target = f"PostgreSQL at {settings.database_host}:{settings.database_port}"
+        return _cannot("migrate", target, diagnose(exc))
+    log.info("migrations applied")
+    return 0
+
+
+def _create_topics(settings: Settings) -> int:
+    from aiokafka.errors import KafkaConnectionError
+
+    from saga_service.adapters.kafka import connection_problem, create_topics
+
+    try:
+        created = asyncio.run(create_topics(settings))
+    except KafkaConnectionError as exc:
+        # Its text is "Unable to bootstrap from [...]"; one connection by hand says why.
+        cause = asyncio.run(connection_problem(settings))
+        tls = settings.kafka_security_protocol in ("SSL", "SASL_SSL")
+        target = f"Kafka at {settings.kafka_bootstrap_servers}"
+        diagnosis = diagnose(cause or exc, tls_handshake=cause is not None and tls)
+        return _cannot("create-topics", target, diagnosis)
+    log.info("topics ready", extra={"topics_changed": "; ".join(created) or "none"})
+    return 0
+
+
+def _cannot(command: str, target: str, diagnosis: Diagnosis) -> int:
+    """One line on stderr (what a Job's failed pod shows) and one in the JSON log."""
+    print(f"saga-service {command}: cannot connect to {target}: {diagnosis}", file=sys.stderr)
+    log.error(f"{command} failed", extra={"target": target, "error": str(diagnosis)})
+    return 1
 
 
 def _run_fast(coro: Coroutine[Any, Any, int]) -> int:

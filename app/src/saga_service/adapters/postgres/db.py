@@ -27,20 +27,40 @@ DEAD_PEER_DETECTION = {
 }
 
 
-def make_conninfo(settings: Settings) -> str:
+def tls_options(settings: Settings) -> dict[str, str]:
+    """sslmode, and the CA when one is set (verify-full then checks chain and host name)."""
+    options: dict[str, str] = {"sslmode": settings.database_sslmode}
+    if settings.database_sslrootcert:
+        options["sslrootcert"] = settings.database_sslrootcert
+    return options
+
+
+def make_conninfo(settings: Settings, connect_timeout: int = 5) -> str:
     return conninfo.make_conninfo(
         host=settings.database_host,
         port=settings.database_port,
         dbname=settings.database_name,
         user=settings.database_user,
         password=settings.database_password.get_secret_value(),
-        sslmode=settings.database_sslmode,
+        **tls_options(settings),
         application_name="saga-service",
-        connect_timeout=5,
+        connect_timeout=connect_timeout,
         **DEAD_PEER_DETECTION,
         # A frozen or partitioned process must not hold stock row locks for long.
         options="-c idle_in_transaction_session_timeout=15000",
     )
+
+
+async def connection_problem(settings: Settings, timeout: float) -> BaseException | None:
+    """Why a new connection fails now (None: it does not); the pool only says it timed out."""
+    try:
+        conn = await AsyncConnection.connect(
+            make_conninfo(settings, connect_timeout=max(1, round(timeout)))
+        )
+    except Exception as exc:
+        return exc
+    await conn.close()
+    return None
 
 
 async def open_pool(settings: Settings) -> Pool:
@@ -67,7 +87,7 @@ def sqlalchemy_url(settings: Settings) -> URL:
         host=settings.database_host,
         port=settings.database_port,
         database=settings.database_name,
-        query={"sslmode": settings.database_sslmode, **DEAD_PEER_DETECTION},
+        query={**tls_options(settings), **DEAD_PEER_DETECTION, "connect_timeout": "10"},
     )
 
 
