@@ -31,6 +31,7 @@ from saga_service.adapters.outbox import OutboxRelay
 from saga_service.adapters.postgres.db import Pool, connection_problem, open_pool
 from saga_service.entrypoints.consumer import SagaConsumer
 from saga_service.observability import logs, metrics
+from saga_service.observability.tasks import BackgroundTasks
 from saga_service.reloader import RuntimeConfigWatcher, export_metrics, setting_values
 from saga_service.service.orchestrator import SagaExecutor
 from saga_service.service.recovery import RecoverySweeper
@@ -46,7 +47,7 @@ def instance_id() -> str:
     return f"{host}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
-class Runtime:
+class Runtime(BackgroundTasks):
     def __init__(
         self,
         settings: Settings,
@@ -149,21 +150,6 @@ class Runtime:
             "sources": sources,
             "file": watcher.describe() if watcher is not None else None,
         }
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._task_done)
-        self._tasks.append(task)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            # A process whose relay or consumer is gone still answers HTTP but moves no
-            # saga: report it dead (/healthz/live) so that the kubelet restarts it.
-            self.dead_tasks.append(task.get_name())
-            log.error(
-                "background task died",
-                extra={"task": task.get_name(), "error": repr(task.exception())},
-            )
 
     def _notify_relay(self) -> None:
         if self.relay is not None:

@@ -24,6 +24,7 @@ from saga_service.adapters.postgres import queries
 from saga_service.adapters.postgres.db import Pool, open_pool
 from saga_service.domain.jobs import JOB_NAMES
 from saga_service.observability import metrics
+from saga_service.observability.tasks import BackgroundTasks
 from saga_service.runtime import instance_id
 from saga_service.service import reconciliation
 from saga_service.service.jobs import JobHandlers
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT = 2.0
 
 
-class WorkerProcess:
+class WorkerProcess(BackgroundTasks):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.instance_id = instance_id()
@@ -63,19 +64,6 @@ class WorkerProcess:
             "worker started",
             extra={"instance": self.instance_id, "queue": self.settings.jobs_queue},
         )
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._task_done)
-        self._tasks.append(task)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self.dead_tasks.append(task.get_name())
-            log.error(
-                "background task died",
-                extra={"task": task.get_name(), "error": repr(task.exception())},
-            )
 
     async def _sample(self) -> None:
         assert self.pool is not None
