@@ -1,0 +1,107 @@
+"""A rolling update under load: while the chart's load generator sends orders at a steady
+rate through the Service, `helm upgrade` changes the app's pod template and every app pod
+is replaced. The generator is a keep-alive HTTP client, as most real clients are, so its
+connections stay on a stopping pod after the endpoint is gone (the Service's connection
+tracking): the app's drain (docs/app-contract.md, SIGTERM) must move them without a failed
+request. The figures go to $SAGA_STACK_RESULTS/e2e-rollout.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from tests.e2e.cluster import (
+    APP_SELECTOR,
+    APP_SERVICE,
+    CHART,
+    RELEASE,
+    helm,
+    kubectl,
+    ready_pods,
+    wait_for,
+)
+from tests.e2e.releases import RESULTS
+from tests.e2e.scaling import finished, load_jobs
+
+LOAD_SECONDS = 120
+
+
+def job_lines(namespace: str, job: dict[str, Any]) -> list[dict[str, Any]]:
+    log = kubectl("logs", "-n", namespace, f"job/{job['metadata']['name']}")
+    return [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+
+
+def sending(namespace: str, run_id: str) -> dict[str, Any] | None:
+    """The run's Job once it has reported at least 5 seconds of load."""
+    for job in load_jobs(namespace):
+        env = job["spec"]["template"]["spec"]["containers"][0].get("env", [])
+        if {"name": "LOADGEN_RUN_ID", "value": run_id} not in env:
+            continue
+        progress = [
+            line
+            for line in job_lines(namespace, job)
+            if line.get("type") == "progress" and line.get("phase") == "load"
+        ]
+        return job if len(progress) >= 5 else None
+    return None
+
+
+def test_a_rolling_update_under_load_fails_no_request(release: str) -> None:
+    run_id = f"rollout-{int(time.time())}"
+    before = {p["metadata"]["uid"] for p in ready_pods(release, APP_SELECTOR)}
+    helm(
+        "upgrade", RELEASE, str(CHART), "-n", release, "--reuse-values", "--wait",
+        "--set", "loadGenerator.enabled=true",
+        "--set", f"loadGenerator.runId={run_id}",
+        "--set", "loadGenerator.rate=20",
+        "--set", f"loadGenerator.duration={LOAD_SECONDS}",
+        "--set", "loadGenerator.waitSeconds=180",
+    )  # fmt: skip
+    job = wait_for("the load generator under way", lambda: sending(release, run_id), timeout=300)
+
+    started = time.monotonic()
+    helm(
+        "upgrade", RELEASE, str(CHART), "-n", release, "--reuse-values",
+        "--set-string", f"podAnnotations.saga-stack\\.io/rollout={run_id}",
+    )  # fmt: skip
+    kubectl("rollout", "status", f"deployment/{APP_SERVICE}", "-n", release, "--timeout=300s")
+    rollout_seconds = time.monotonic() - started
+    during = [
+        line
+        for line in job_lines(release, job)
+        if line.get("type") == "progress" and line.get("phase") == "load"
+    ]
+    assert len(during) < LOAD_SECONDS, "the rollout ended after the load: nothing was proven"
+    after = {p["metadata"]["uid"] for p in ready_pods(release, APP_SELECTOR)}
+    assert after and not before & after, "not every app pod was replaced"
+
+    name = job["metadata"]["name"]
+
+    def done() -> dict[str, Any] | None:
+        return next((j for j in load_jobs(release) if j["metadata"]["name"] == name), None)
+
+    job = wait_for(
+        "the load generator Job to finish",
+        lambda: j if (j := done()) is not None and finished(j) else None,
+        timeout=420,
+        every=5,
+    )
+    summary = job_lines(release, job)[-1]
+    assert summary["type"] == "summary", summary
+    assert summary["accepted"] > 0, summary
+    assert summary["errors"] == 0, summary["errors_by_status"]
+    assert summary["sagas"]["stuck"] == 0 and summary["sagas"]["tracked"] > 0, summary["sagas"]
+    figures = {
+        "rollout_seconds": round(rollout_seconds, 1),
+        "pods_replaced": len(before),
+        "offered": summary["offered"],
+        "accepted": summary["accepted"],
+        "errors": summary["errors"],
+        "post_latency_ms": summary["post_latency_ms"],
+        "sagas": summary["sagas"],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "e2e-rollout.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures))
