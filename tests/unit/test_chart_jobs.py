@@ -504,3 +504,9 @@ def test_every_jobs_object_validates(k8s_schemas: list[str]) -> None:
         "PrometheusRule",
     }
     assert k8s_openapi.schema_errors(ours, k8s_schemas) == []
+
+
+@pytest.mark.parametrize("schedule", ["0  3 * * MON-FRI", "*/10 8-18 1-15 * ?", "5 4 L * *"])
+def test_five_field_schedules_are_accepted(schedule: str) -> None:
+    cron = one(render(values={**JOBS, "jobs.reconcile.schedule": schedule}), "CronJob", RECONCILE)
+    assert cron["spec"]["schedule"] == schedule
