@@ -510,3 +510,15 @@ def test_every_jobs_object_validates(k8s_schemas: list[str]) -> None:
 def test_five_field_schedules_are_accepted(schedule: str) -> None:
     cron = one(render(values={**JOBS, "jobs.reconcile.schedule": schedule}), "CronJob", RECONCILE)
     assert cron["spec"]["schedule"] == schedule
+
+
+def test_a_reloadable_setting_restarts_the_workers_but_not_the_app() -> None:
+    """The app reloads LOG_LEVEL from its runtime file; the worker reads it at start only."""
+
+    def annotations(values: dict[str, Any], name: str) -> dict[str, str]:
+        template = pod_template(one(render(values={**JOBS, **values}), "Deployment", name))
+        found: dict[str, str] = template["metadata"]["annotations"]
+        return found
+
+    assert annotations({"config.logLevel": "DEBUG"}, APP) == annotations({}, APP)
+    assert annotations({"config.logLevel": "DEBUG"}, WORKER) != annotations({}, WORKER)
