@@ -27,7 +27,7 @@ FOREIGN_METRICS = {
 }
 PROMQL_FUNCTIONS = {
     "sum", "rate", "increase", "clamp_min", "histogram_quantile", "max", "deriv", "count",
-    "absent", "by", "and", "or", "le", "on", "without",
+    "absent", "by", "and", "or", "le", "on", "without", "time",
 }  # fmt: skip
 # Grafana template variables ($namespace, $job) once the "$" is stripped.
 DASHBOARD_VARIABLES = {"namespace", "job"}

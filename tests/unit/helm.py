@@ -118,11 +118,18 @@ def one(objects: Iterable[Manifest], kind: str, name: str | None = None) -> Mani
     return found[0]
 
 
-POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
+POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet", "CronJob"}
+
+
+def pod_template(obj: Manifest) -> dict[str, Any]:
+    """The pod template of a workload (a CronJob's is inside its jobTemplate)."""
+    spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+    template: dict[str, Any] = spec["template"]
+    return template
 
 
 def pod_spec(obj: Manifest) -> dict[str, Any]:
-    spec: dict[str, Any] = obj["spec"]["template"]["spec"]
+    spec: dict[str, Any] = pod_template(obj)["spec"]
     return spec
 
 

@@ -422,6 +422,90 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"caBundle.existingSecret": "ca", "caBundle.existingConfigMap": "ca"},
         ["caBundle.existingSecret and caBundle.existingConfigMap are both set"],
     ),
+    # background jobs: schema
+    ("jobs unknown key", {"jobs.workers": 3}, ["/jobs", "'workers'"]),
+    ("jobs.enabled as a string", {"jobs.enabled": "yes"}, ["/jobs/enabled"]),
+    ("jobs queue with a space", {"jobs.queue": "my queue"}, ["/jobs/queue"]),
+    ("jobs concurrency zero", {"jobs.concurrency": 0}, ["/jobs/concurrency", "minimum"]),
+    ("jobs lock below 500 ms", {"jobs.lockMs": 100}, ["/jobs/lockMs", "minimum"]),
+    ("jobs attempts zero", {"jobs.attempts": 0}, ["/jobs/attempts", "minimum"]),
+    ("jobs backoff negative", {"jobs.backoffMs": -1}, ["/jobs/backoffMs", "minimum"]),
+    (
+        "jobs metrics interval zero",
+        {"jobs.metricsIntervalSeconds": 0},
+        ["/jobs/metricsIntervalSeconds"],
+    ),
+    (
+        "jobs autoscaling unknown key",
+        {"jobs.autoscaling.targetCPU": 70},
+        ["/jobs/autoscaling", "'targetCPU'"],
+    ),
+    (
+        "jobs autoscaling target not a quantity",
+        {"jobs.autoscaling.targetWaitingPerPod": "twenty"},
+        ["/jobs/autoscaling/targetWaitingPerPod"],
+    ),
+    (
+        "reconcile history limit negative",
+        {"jobs.reconcile.failedJobsHistoryLimit": -1},
+        ["/jobs/reconcile/failedJobsHistoryLimit", "minimum"],
+    ),
+    (
+        "reconcile unknown key",
+        {"jobs.reconcile.backoffLimit": 3},
+        ["/jobs/reconcile", "'backoffLimit'"],
+    ),
+    # background jobs: relations (templates/validate.yaml)
+    (
+        "jobs autoscaling without jobs",
+        {"jobs.autoscaling.enabled": True},
+        ["jobs.autoscaling.enabled is true but jobs.enabled is false"],
+    ),
+    (
+        "jobs pdb without jobs",
+        {"jobs.pdb.enabled": True},
+        ["jobs.pdb.enabled is true but jobs.enabled is false"],
+    ),
+    (
+        "jobs autoscaling min above max",
+        {
+            "jobs.enabled": True,
+            "jobs.autoscaling.enabled": True,
+            "jobs.autoscaling.minReplicas": 6,
+            "jobs.autoscaling.maxReplicas": 3,
+        },
+        ["jobs.autoscaling.minReplicas (6) is above jobs.autoscaling.maxReplicas (3)"],
+    ),
+    (
+        "jobs pdb that protects nothing",
+        {
+            "jobs.enabled": True,
+            "jobs.pdb.enabled": True,
+            "jobs.replicas": 2,
+            "jobs.pdb.maxUnavailable": 2,
+        },
+        ["jobs.pdb.maxUnavailable (2) must be below jobs.replicas (2)"],
+    ),
+    (
+        "reconcile schedule of 4 fields",
+        {"jobs.enabled": True, "jobs.reconcile.schedule": "*/5 * * *"},
+        ["jobs.reconcile.schedule", "has 4 fields"],
+    ),
+    (
+        "reconcile schedule as a macro",
+        {"jobs.enabled": True, "jobs.reconcile.schedule": "@hourly"},
+        ["jobs.reconcile.schedule", "has 1 fields"],
+    ),
+    (
+        "reconcile schedule with a stray character",
+        {"jobs.enabled": True, "jobs.reconcile.schedule": "*/5 * * * ;"},
+        ["jobs.reconcile.schedule", "characters no cron field takes"],
+    ),
+    (
+        "reconcile schedule empty",
+        {"jobs.reconcile.schedule": ""},
+        ["/jobs/reconcile/schedule"],
+    ),
 ]
 
 

@@ -18,6 +18,7 @@ from helm import (
     helm,
     one,
     pod_spec,
+    pod_template,
     pod_templates,
     render,
 )
@@ -63,6 +64,14 @@ RENDERINGS = {
         "topics.minInsyncReplicas": 2,
     },
     "redis-replication": {**EVERYTHING_ON, "redis.architecture": "replication"},
+    # background jobs: the worker Deployment and the reconcile CronJob's pods
+    "jobs": {
+        **EVERYTHING_ON,
+        "jobs.enabled": True,
+        "jobs.autoscaling.enabled": True,
+        "jobs.pdb.enabled": True,
+    },
+    "jobs-external": {**EVERYTHING_ON, **EXTERNAL, "jobs.enabled": True},
 }
 
 
@@ -87,7 +96,7 @@ def test_every_object_carries_the_recommended_labels(name: str) -> None:
 @pytest.mark.parametrize("name", all_renderings())
 def test_pod_templates_carry_the_recommended_labels(name: str) -> None:
     for obj in pod_templates(rendered(name)):
-        labels = obj["spec"]["template"]["metadata"]["labels"]
+        labels = pod_template(obj)["metadata"]["labels"]
         missing = [k for k in RECOMMENDED_LABELS if k not in labels]
         assert not missing, f"pods of {obj['kind']}/{obj['metadata']['name']} lack {missing}"
 

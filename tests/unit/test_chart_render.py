@@ -47,6 +47,16 @@ TOGGLES: dict[str, dict[str, Any]] = {
 }
 
 
+JOBS: dict[str, Any] = {"jobs.enabled": True}
+JOBS_CASES: dict[str, dict[str, Any]] = {
+    "": {},
+    "+autoscaling+pdb": {"jobs.autoscaling.enabled": True, "jobs.pdb.enabled": True},
+    "+networkPolicy": TOGGLES["networkPolicy"],
+    "+existingSecret+app-autoscaling": {**TOGGLES["existingSecret"], **TOGGLES["autoscaling"]},
+    "-reconcile": {"jobs.reconcile.enabled": False},
+}
+
+
 def _matrix() -> list[tuple[str, dict[str, Any]]]:
     cases: list[tuple[str, dict[str, Any]]] = []
     names = list(TOGGLES)
@@ -70,6 +80,11 @@ def _matrix() -> list[tuple[str, dict[str, Any]]]:
         ("kafka", {"externalKafka.bootstrapServers": ["k1:9092"]}),
     ):
         cases.append((f"only-{sub}-external", {f"{sub}.enabled": False, **extra}))
+    # background jobs on (worker, its Service, HPA, PDB, policy, reconcile CronJob)
+    for label, extra in JOBS_CASES.items():
+        for data_mode in ("bundled", "external"):
+            values = {**JOBS, **extra, **(EXTERNAL if data_mode == "external" else {})}
+            cases.append((f"jobs{label}/{data_mode}", values))
     return cases
 
 
@@ -111,11 +126,24 @@ def test_toggle_matrix_renders_valid_objects(case_id: str, k8s_schemas: list[str
 def test_each_toggle_produces_or_drops_its_object(case_id: str) -> None:
     values = dict(MATRIX)[case_id]
     objects = _render_case(case_id)
-    assert bool(find(objects, "HorizontalPodAutoscaler")) == ("autoscaling.enabled" in values)
+    app, worker = "saga-saga-stack", "saga-saga-stack-worker"
+    assert bool(find(objects, "HorizontalPodAutoscaler", app)) == ("autoscaling.enabled" in values)
     assert bool(find(objects, "Ingress")) == ("ingress.enabled" in values)
     assert bool(find(objects, "HTTPRoute")) == ("httpRoute.enabled" in values)
-    assert bool(find(objects, "PodDisruptionBudget")) == ("pdb.enabled" in values)
+    assert bool(find(objects, "PodDisruptionBudget", app)) == ("pdb.enabled" in values)
     assert bool(find(objects, "NetworkPolicy")) == ("networkPolicy.enabled" not in values)
+    jobs = values.get("jobs.enabled", False)
+    assert bool(find(objects, "Deployment", worker)) == jobs
+    assert bool(find(objects, "Service", worker)) == jobs
+    assert bool(find(objects, "NetworkPolicy", worker)) == (
+        jobs and "networkPolicy.enabled" not in values
+    )
+    assert bool(find(objects, "HorizontalPodAutoscaler", worker)) == (
+        "jobs.autoscaling.enabled" in values
+    )
+    assert bool(find(objects, "PodDisruptionBudget", worker)) == ("jobs.pdb.enabled" in values)
+    assert bool(find(objects, "CronJob")) == (jobs and "jobs.reconcile.enabled" not in values)
+    assert ("JOBS_ENABLED" in one(objects, "ConfigMap", app)["data"]) == jobs
     statefulsets = {o["metadata"]["name"] for o in find(objects, "StatefulSet")}
     for sub, name in (
         ("postgresql", "saga-postgresql"),
@@ -127,4 +155,6 @@ def test_each_toggle_produces_or_drops_its_object(case_id: str) -> None:
 
 def test_matrix_is_large_enough() -> None:
     # 2^6 toggle combinations x 2 data-layer modes + 3 single-subchart cases
-    assert len(MATRIX) == 131
+    # + 5 background-job cases x 2 data-layer modes
+    assert len(MATRIX) == 141
+    assert sum(1 for _, values in MATRIX if values.get("jobs.enabled")) == 10

@@ -81,6 +81,21 @@ KAFKA_CONSUMER_GROUP: {{ .Values.topics.consumerGroup | quote }}
 KAFKA_TOPIC_PARTITIONS: {{ .Values.topics.partitions | quote }}
 KAFKA_TOPIC_REPLICATION_FACTOR: {{ .Values.topics.replicationFactor | quote }}
 KAFKA_TOPIC_MIN_INSYNC_REPLICAS: {{ .Values.topics.minInsyncReplicas | quote }}
+{{- if .Values.jobs.enabled }}
+{{- /* Producer (serve's job relay) and worker settings alike: both sides must name the same queue. */}}
+JOBS_ENABLED: "true"
+JOBS_QUEUE: {{ .Values.jobs.queue | quote }}
+JOBS_PREFIX: {{ .Values.jobs.prefix | quote }}
+JOBS_CONCURRENCY: {{ .Values.jobs.concurrency | quote }}
+JOBS_LOCK_MS: {{ .Values.jobs.lockMs | int64 | quote }}
+JOBS_STALLED_INTERVAL_MS: {{ .Values.jobs.stalledIntervalMs | int64 | quote }}
+JOBS_MAX_STALLED_COUNT: {{ .Values.jobs.maxStalledCount | quote }}
+JOBS_ATTEMPTS: {{ .Values.jobs.attempts | quote }}
+JOBS_BACKOFF_MS: {{ .Values.jobs.backoffMs | int64 | quote }}
+JOBS_KEEP_COMPLETED: {{ .Values.jobs.keepCompleted | int64 | quote }}
+JOBS_KEEP_FAILED: {{ .Values.jobs.keepFailed | int64 | quote }}
+JOBS_METRICS_INTERVAL_SECONDS: {{ .Values.jobs.metricsIntervalSeconds | quote }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -98,3 +98,23 @@ saga-stack.io/kafka-client: "true"
 {{- end }}
 {{- toYaml $tolerations }}
 {{- end }}
+
+{{/* The job workers' selector and labels (jobs.enabled). */}}
+{{- define "saga-stack.workerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "saga-stack.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: worker
+{{- end }}
+
+{{- define "saga-stack.workerLabels" -}}
+{{ include "saga-stack.commonLabels" . }}
+app.kubernetes.io/component: worker
+{{- end }}
+
+{{- define "saga-stack.workerName" -}}
+{{- include "saga-stack.fullname" . | trunc 56 | trimSuffix "-" }}-worker
+{{- end }}
+
+{{- define "saga-stack.reconcileName" -}}
+{{- include "saga-stack.fullname" . | trunc 42 | trimSuffix "-" }}-reconcile
+{{- end }}
