@@ -129,7 +129,7 @@ def create_app(
             async with clients[upstream].stream(
                 "GET",
                 path,
-                params=httpx.QueryParams(params),
+                params=tuple(params),
                 headers={"accept": "application/json"},
             ) as answer:
                 body = b""
