@@ -63,6 +63,17 @@ RENDERINGS = {
         "topics.minInsyncReplicas": 2,
     },
     "redis-replication": {**EVERYTHING_ON, "redis.architecture": "replication"},
+    # the console and its optional objects (a second Deployment, so not in EVERYTHING_ON)
+    "console": {
+        **EVERYTHING_ON,
+        "console.enabled": True,
+        "console.ingress.enabled": True,
+        "console.ingress.hosts": [
+            {"host": "console.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}
+        ],
+        "console.httpRoute.enabled": True,
+        "console.httpRoute.parentRefs": [{"name": "public"}],
+    },
 }
 
 
