@@ -62,7 +62,7 @@ def test_objects_and_their_schemas(k8s_schemas: list[str]) -> None:
     assert k8s_openapi.schema_errors(objects, k8s_schemas) == []
 
 
-def test_deployment_runs_the_app_image_with_its_settings() -> None:
+def test_deployment_runs_the_app_image_with_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     objects = render(values={**ON, "console.refreshSeconds": 30})
     console = one(objects, "Deployment", CONSOLE)
     app = one(objects, "Deployment", APP)
@@ -75,7 +75,9 @@ def test_deployment_runs_the_app_image_with_its_settings() -> None:
     assert values["CONSOLE_NAMESPACE"] == NAMESPACE
     assert values["CONSOLE_JOB"] == APP
     # What the chart sets is what the console's own settings accept.
-    settings = ConsoleSettings(**{k.lower(): v for k, v in values.items()})
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    settings = ConsoleSettings()
     assert settings.console_refresh_seconds == 30 and settings.port == 8080
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz/live"
