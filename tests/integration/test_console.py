@@ -1,10 +1,11 @@
-"""The console process (`saga-service console`) in front of a real app on PostgreSQL, Redis
-and Kafka: a placed order's saga shows through the console's /api/sagas (filtered by its
-customer) and /api/sagas/{id} exactly as the app serves it; writes are refused; an absent
-Prometheus is a JSON error, not a hang."""
+"""The console process (`python -m saga_console`, what the `saga-console` script runs) in
+front of a real app on PostgreSQL, Redis and Kafka: a placed order's saga shows through the
+console's /api/sagas (filtered by its customer) and /api/sagas/{id} exactly as the app
+serves it; writes are refused; an absent Prometheus is a JSON error, not a hang."""
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def start_console(stack: AppStack, app: AppProcess) -> AppProcess:
     }
     process = services.ManagedProcess(
         "console",
-        app_processes.saga_service_argv("console"),
+        [sys.executable, "-m", "saga_console"],
         stack.workdir / "console.log",
         env=env,
     )

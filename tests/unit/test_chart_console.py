@@ -1,5 +1,5 @@
 """The console's chart objects: off by default; when on, a restricted Deployment of the app
-image running `console`, its own ServiceAccount without a token, a NetworkPolicy that lets
+image running `saga-console`, its own ServiceAccount without a token, a NetworkPolicy that lets
 it reach only the app's HTTP port, Prometheus and DNS, and the dashboards mounted from the
 very ConfigMaps Grafana loads."""
 
@@ -67,7 +67,7 @@ def test_deployment_runs_the_app_image_with_its_settings(monkeypatch: pytest.Mon
     console = one(objects, "Deployment", CONSOLE)
     app = one(objects, "Deployment", APP)
     container = pod_spec(console)["containers"][0]
-    assert container["args"] == ["console"]
+    assert container["command"] == ["saga-console"] and "args" not in container
     assert container["image"] == pod_spec(app)["containers"][0]["image"]
     values = env(console)
     assert values["CONSOLE_APP_URL"] == f"http://{APP}:80"

@@ -55,7 +55,7 @@ def serve(settings: ConsoleSettings) -> int:
 
 
 class ConsoleSettings(BaseSettings):
-    """From the environment (CONSOLE_* and PORT); see `saga-service console --help`."""
+    """From the environment (CONSOLE_* and PORT); see `saga-console --help`."""
 
     model_config = SettingsConfigDict(extra="ignore")
 

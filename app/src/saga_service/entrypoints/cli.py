@@ -1,4 +1,4 @@
-"""`saga-service serve | worker | reconcile | migrate | create-topics | loadgen | console` (see
+"""`saga-service serve | worker | reconcile | migrate | create-topics | loadgen` (see
 docs/app-contract.md)."""
 
 from __future__ import annotations
@@ -97,14 +97,6 @@ def _build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
-    sub.add_parser(
-        "console",
-        help="serve the read-only web console on $PORT (no settings of the service)",
-        description="Serve the console: sagas through the app's HTTP API at $CONSOLE_APP_URL, "
-        "the dashboards in $CONSOLE_DASHBOARDS_DIR drawn from $CONSOLE_PROMETHEUS_URL. Also "
-        "CONSOLE_STATIC_DIR, CONSOLE_NAMESPACE, CONSOLE_JOB, CONSOLE_REFRESH_SECONDS, "
-        "CONSOLE_UPSTREAM_TIMEOUT_SECONDS.",
-    )
     return parser
 
 
@@ -114,9 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     if command == "loadgen":
         # A client of the HTTP API only: none of the service's settings apply.
         return loadgen.main(vars(args), os.environ, _run_fast)
-    if command == "console":
-        # Like loadgen, a client of the HTTP API (and of Prometheus): its own settings only.
-        return _console()
     try:
         environment = load_settings()
         # A bad file at start is refused like a bad variable: a process that started
@@ -145,22 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     if command == "reconcile":
         return asyncio.run(reconcile(settings))
     return _run_fast(serve(settings, environment=environment, runtime_config=runtime_config))
-
-
-def _console() -> int:
-    from saga_console.server import ConsoleSettings
-    from saga_console.server import serve as serve_console
-
-    try:
-        settings = ConsoleSettings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
-        )
-        print(f"saga-service console: bad configuration: {problems}", file=sys.stderr)
-        return 2
-    logs.configure("INFO")
-    return serve_console(settings)
 
 
 def _migrate(settings: Settings) -> int:
