@@ -4,7 +4,7 @@ forwarding of a closed list of GET endpoints to the app and to Prometheus.
 Forwarding is an allow-list, not a proxy: each route names its one upstream path, and only
 the documented query parameters are copied (everything else is dropped), so no request to
 the console can reach another upstream path, method or parameter. Every method but GET
-(and HEAD, which Starlette answers for a GET route) gets 405.
+gets 405.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def create_app(
             return JSONResponse(
                 {"error": "method_not_allowed", "message": "the console is read-only"},
                 status_code=405,
-                headers={"Allow": "GET, HEAD"},
+                headers={"Allow": "GET"},
             )
         return _error(
             exc.status_code, "not_found" if exc.status_code == 404 else "error", str(exc.detail)

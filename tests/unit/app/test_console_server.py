@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import saga_console
 from helm import CHART
 from saga_console.server import ConsoleSettings, create_app
 
@@ -302,3 +304,23 @@ def test_a_saga_id_that_is_no_uuid_never_reaches_the_app(
     assert uuid.UUID(SAGA)
     assert call(upstreams, tmp_path, "GET", "/api/sagas/stats2").status_code == 404
     assert upstreams.seen == []
+
+
+def test_page_names_only_files_that_exist_or_the_asset_script_copies(
+    upstreams: Upstreams, tmp_path: Path
+) -> None:
+    page = call(upstreams, tmp_path, "GET", "/").text
+    referenced = set(re.findall(r'(?:src|href)="/static/([^"]+)"', page))
+    script = (CHART.parents[1] / "ci" / "console-assets.sh").read_text()
+    vendored = {f"vendor/uplot/{name}" for name in ("uPlot.iife.min.js", "uPlot.min.css")}
+    assert all(name.split("/")[-1] in script for name in vendored)
+    static = Path(saga_console.__file__).parent / "static"
+    assert referenced - vendored == {"console.css", "console.js"}
+    assert all((static / name).is_file() for name in referenced - vendored)
+    assert vendored <= referenced
+
+
+def test_writes_to_static_files_are_405(upstreams: Upstreams, tmp_path: Path) -> None:
+    answer = call(upstreams, tmp_path, "PUT", "/static/console.js")
+    assert answer.status_code == 405
+    assert answer.json()["error"] == "method_not_allowed"
