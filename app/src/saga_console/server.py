@@ -132,9 +132,9 @@ def create_app(
                 params=tuple(params),
                 headers={"accept": "application/json"},
             ) as answer:
-                body = b""
+                body = bytearray()
                 async for chunk in answer.aiter_bytes():
-                    body += chunk
+                    body.extend(chunk)
                     if len(body) > MAX_UPSTREAM_BYTES:
                         return _error(
                             502,
@@ -151,7 +151,7 @@ def create_app(
             )
         # The upstream's own status and JSON error body ({"error", "message"} from the app,
         # {"status": "error", "error"} from Prometheus) are passed on as they are.
-        return Response(body, status_code=answer.status_code, media_type="application/json")
+        return Response(bytes(body), status_code=answer.status_code, media_type="application/json")
 
     @app.get("/api/sagas")
     async def sagas(request: Request) -> Response:
