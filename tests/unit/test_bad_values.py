@@ -126,6 +126,42 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"redis.architecture": "cluster"},
         ["redis", "/architecture"],
     ),
+    # the console
+    ("unknown key under console", {"console.enable": True}, ["/console", "'enable'"]),
+    ("console.enabled as a string", {"console.enabled": "yes"}, ["/console/enabled"]),
+    ("console replicas zero", {"console.replicas": 0}, ["/console/replicas", "minimum"]),
+    ("console port above 65535", {"console.service.port": 70000}, ["/console/service/port"]),
+    (
+        "console prometheusUrl not a URL",
+        {"console.prometheusUrl": "prometheus:9090"},
+        ["/console/prometheusUrl"],
+    ),
+    (
+        "console refresh of zero",
+        {"console.refreshSeconds": 0},
+        ["/console/refreshSeconds", "minimum"],
+    ),
+    (
+        "console timeout of minutes",
+        {"console.upstreamTimeoutSeconds": 600},
+        ["/console/upstreamTimeoutSeconds", "maximum"],
+    ),
+    (
+        "console image with a space",
+        {"console.image.repository": "my console"},
+        ["/console/image/repository"],
+    ),
+    ("console bad digest", {"console.image.digest": "sha256:xyz"}, ["/console/image/digest"]),
+    (
+        "console bad memory",
+        {"console.resources.limits.memory": "1GB"},
+        ["/console/resources/limits/memory"],
+    ),
+    (
+        "unknown key in console ingress",
+        {"console.ingress.host": "a"},
+        ["/console/ingress", "'host'"],
+    ),
     # relations between values (templates/validate.yaml)
     (
         "ingress on with no host",
@@ -136,6 +172,21 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         "httpRoute on with no parentRefs",
         {"httpRoute.enabled": True},
         ["httpRoute.parentRefs is empty"],
+    ),
+    (
+        "console ingress on with no host",
+        {"console.enabled": True, "console.ingress.enabled": True},
+        ["console.ingress.hosts is empty"],
+    ),
+    (
+        "console httpRoute on with no parentRefs",
+        {"console.enabled": True, "console.httpRoute.enabled": True},
+        ["console.httpRoute.parentRefs is empty"],
+    ),
+    (
+        "console with no Prometheus peers",
+        {"console.enabled": True, "console.prometheusPeers": []},
+        ["console.prometheusPeers is empty"],
     ),
     (
         "external database with no host",

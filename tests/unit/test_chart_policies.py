@@ -72,6 +72,17 @@ RENDERINGS = {
         "jobs.pdb.enabled": True,
     },
     "jobs-external": {**EVERYTHING_ON, **EXTERNAL, "jobs.enabled": True},
+    # the console and its optional objects (a second Deployment, so not in EVERYTHING_ON)
+    "console": {
+        **EVERYTHING_ON,
+        "console.enabled": True,
+        "console.ingress.enabled": True,
+        "console.ingress.hosts": [
+            {"host": "console.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}
+        ],
+        "console.httpRoute.enabled": True,
+        "console.httpRoute.parentRefs": [{"name": "public"}],
+    },
 }
 
 

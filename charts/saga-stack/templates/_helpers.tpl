@@ -118,3 +118,46 @@ app.kubernetes.io/component: worker
 {{- define "saga-stack.reconcileName" -}}
 {{- include "saga-stack.fullname" . | trunc 42 | trimSuffix "-" }}-reconcile
 {{- end }}
+
+{{/* The console's labels. Its own app.kubernetes.io/name, so that the app's NetworkPolicy
+     (which selects the app's name) never applies to it: the console gets its own, narrower
+     one and no path to the data layer. */}}
+{{- define "saga-stack.consoleSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "saga-stack.name" . }}-console
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: console
+{{- end }}
+
+{{- define "saga-stack.consoleLabels" -}}
+helm.sh/chart: {{ include "saga-stack.chart" . }}
+{{ include "saga-stack.consoleSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: saga-stack
+{{- end }}
+
+{{- define "saga-stack.consoleFullname" -}}
+{{- include "saga-stack.fullname" . | trunc 55 | trimSuffix "-" }}-console
+{{- end }}
+
+{{/* The console's image: console.image.* where set, else the app's. */}}
+{{- define "saga-stack.consoleImage" -}}
+{{- $image := .Values.console.image }}
+{{- $repository := default .Values.image.repository $image.repository }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $repository $image.digest }}
+{{- else if $image.repository }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion $image.tag) }}
+{{- else if $image.tag }}
+{{- printf "%s:%s" $repository $image.tag }}
+{{- else }}
+{{- include "saga-stack.image" . }}
+{{- end }}
+{{- end }}
+
+{{/* The port of console.prometheusUrl: explicit, else the scheme's. */}}
+{{- define "saga-stack.consolePrometheusPort" -}}
+{{- $url := urlParse .Values.console.prometheusUrl }}
+{{- $hostPort := splitList ":" $url.host }}
+{{- if gt (len $hostPort) 1 }}{{ last $hostPort }}{{ else if eq $url.scheme "https" }}443{{ else }}80{{ end }}
+{{- end }}
