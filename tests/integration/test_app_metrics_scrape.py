@@ -1,8 +1,9 @@
 """Every metric a rule or dashboard of the chart uses is one the app really exports, checked
-against a scrape of the running app (not only its registry, as tests/unit does): after real
-sagas (completed, declined, refused at confirmation, contending for one SKU, one held up by
-a lock held elsewhere) and a poison message, GET /metrics is parsed with prometheus_client's
-parser and every metric name the rendered PrometheusRule and dashboards query must be there.
+against a scrape of the running app and of a job worker (not only their registry, as
+tests/unit does): after real sagas (completed, declined, refused at confirmation, contending
+for one SKU, one held up by a lock held elsewhere), a poison message and the confirmed
+orders' document jobs, GET /metrics of both is parsed with prometheus_client's parser and
+every metric name the rendered PrometheusRule and dashboards query must be there.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ def place(app: AppProcess, customer: str, sku: str) -> str:
     return str(response.json()["saga_id"])
 
 
-def scrape(app: AppProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    """sample name -> {sorted labels: value}, from the app's own /metrics."""
-    response = httpx.get(f"{app.url}/metrics", timeout=10)
+def scrape(process: AppProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """sample name -> {sorted labels: value}, from the process' own /metrics."""
+    response = httpx.get(f"{process.url}/metrics", timeout=10)
     assert response.status_code == 200
     samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
     for family in text_string_to_metric_families(response.text):
@@ -55,9 +56,12 @@ def scrape(app: AppProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float
     return samples
 
 
-def family_types(app: AppProcess) -> dict[str, str]:
-    text = httpx.get(f"{app.url}/metrics", timeout=10).text
-    return {f.name: f.type for f in text_string_to_metric_families(text)}
+def family_types(*processes: AppProcess) -> dict[str, str]:
+    types: dict[str, str] = {}
+    for process in processes:
+        text = httpx.get(f"{process.url}/metrics", timeout=10).text
+        types.update({f.name: f.type for f in text_string_to_metric_families(text)})
+    return types
 
 
 async def send_poison(stack: AppStack) -> None:
@@ -73,6 +77,8 @@ def test_every_metric_rules_and_dashboards_use_is_in_a_scrape_of_the_app(
     app_stack: AppStack, redis: services.RedisInstance
 ) -> None:
     (app,) = app_stack.start(1, LOCK_ACQUIRE_TIMEOUT_MS=str(LOCK_ACQUIRE_TIMEOUT_MS))
+    # The queue's series (rules, the jobs panels) are the worker's.
+    (worker,) = app_stack.start_workers(1)
     app_stack.set_stock("SCRAPE-A", 100)
     app_stack.set_stock("SCRAPE-HOT", 100)
     app_stack.set_stock("SCRAPE-HELD", 10)
@@ -104,26 +110,41 @@ def test_every_metric_rules_and_dashboards_use_is_in_a_scrape_of_the_app(
     app_processes.wait_for(
         lambda: app.metric("saga_dead_lettered_total") >= 1, timeout=30, what="the poison message"
     )
+    # Every confirmed order's document job has run, and the worker sampled the queue.
+    confirmed = len(sagas) - 2
+    app_processes.wait_for(
+        lambda: worker.metric("saga_jobs_processed_total", {"outcome": "completed"}) >= confirmed,
+        timeout=60,
+        what=f"the worker to complete {confirmed} document jobs",
+    )
+    app_processes.wait_for(
+        lambda: {"saga_jobs", "saga_reconcile_findings"} <= set(scrape(worker)),
+        timeout=30,
+        what="the worker to sample the queue and the latest reconciliation",
+    )
     time.sleep(1.5)  # the recovery sweep refreshes the database-wide gauges
 
     used = chart_metrics.app_metrics_used(helm.render(extra=chart_metrics.MONITORING_API))
     assert len(used) >= 10, sorted(used)
     scraped = scrape(app)
-    missing = {name: sorted(where) for name, where in used.items() if name not in scraped}
+    # Both processes register every metric; each reports what it does, so presence is
+    # checked over both and the values below are the app's.
+    present = set(scraped) | set(scrape(worker))
+    missing = {name: sorted(where) for name, where in used.items() if name not in present}
     assert not missing, (
-        f"{len(missing)} metrics used by the chart are not in a scrape of the running app: "
+        f"{len(missing)} metrics used by the chart are not in a scrape of the app and worker: "
         + "; ".join(
             f"{name} (used by {', '.join(where)})" for name, where in sorted(missing.items())
         )
     )
 
     # Histograms: the _bucket a rule or panel uses comes with its _sum and _count.
-    types = family_types(app)
+    types = family_types(app, worker)
     for name in used:
         if name.endswith("_bucket"):
             base = name.removesuffix("_bucket")
             assert types.get(base) == "histogram", f"{name}: {base} is a {types.get(base)}"
-            assert {f"{base}_sum", f"{base}_count"} <= set(scraped), base
+            assert {f"{base}_sum", f"{base}_count"} <= present, base
 
     # And the series carry what we just did.
     def total(name: str, **labels: str) -> float:
