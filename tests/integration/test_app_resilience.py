@@ -333,17 +333,25 @@ def test_paused_app_process_cannot_oversell(app_stack: AppStack) -> None:
     frozen.process.pause()
     try:
         # The other process takes over the frozen one's partitions and sagas.
-        app_stack_wait = 120
-        services.wait_until(
-            lambda: (
-                app_stack.scalar(
-                    "SELECT count(*) FROM sagas WHERE state IN ('COMPLETED', 'COMPENSATED')"
-                )
-                >= 8
-            ),
-            timeout=app_stack_wait,
-            what="the other process to make progress",
-        )
+        try:
+            services.wait_until(
+                lambda: (
+                    app_stack.scalar(
+                        "SELECT count(*) FROM sagas WHERE state IN ('COMPLETED', 'COMPENSATED')"
+                    )
+                    >= 8
+                ),
+                timeout=120,
+                what="the other process to make progress",
+            )
+        except services.ServiceError as exc:
+            # What holds the other process up: a lock the frozen one's backend keeps.
+            backends = app_stack.query(
+                "SELECT pid, state, wait_event_type, now() - state_change AS for, query"
+                " FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND state <> 'idle'"
+            )
+            raise AssertionError(f"{exc}\nbackends: {backends}\n{other.log()[-3000:]}") from exc
     finally:
         frozen.process.resume()
     app_stack.wait_all_final(timeout=180, expected=16)

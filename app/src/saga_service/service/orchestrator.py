@@ -106,20 +106,19 @@ class SagaExecutor:
                 event = SagaEvent(
                     uuid.uuid4(), INITIAL_EVENT, saga_id, order_id, SagaState.RESERVING_STOCK
                 )
-                async with conn.pipeline():
-                    await commands.insert_order(
-                        conn,
-                        order_id=order_id,
-                        saga_id=saga_id,
-                        customer_id=customer_id,
-                        items=items,
-                        total_cents=order_domain.order_total_cents(items),
-                        correlation_id=tracing.correlation_var.get(),
-                        traceparent=tracing.current_traceparent(),
-                        lease_seconds=self.lease_seconds,
-                        owner=self.instance_id,
-                    )
-                    await commands.insert_outbox(conn, event, _headers())
+                await commands.insert_order(
+                    conn,
+                    order_id=order_id,
+                    saga_id=saga_id,
+                    customer_id=customer_id,
+                    items=items,
+                    total_cents=order_domain.order_total_cents(items),
+                    correlation_id=tracing.correlation_var.get(),
+                    traceparent=tracing.current_traceparent(),
+                    lease_seconds=self.lease_seconds,
+                    owner=self.instance_id,
+                )
+                await commands.insert_outbox(conn, event, _headers())
             metrics.SAGAS_STARTED.inc()
             log.info("order placed", extra={"items": len(items)})
         self.on_outbox_write()
@@ -224,10 +223,9 @@ class SagaExecutor:
             if saga is None:
                 assert early is not None
                 return early, early.value
-            async with conn.pipeline():  # effect + state change + outbox: one flush
-                outcome, detail = await self._effect(conn, saga, step)
-                tr = transition(expected, outcome)
-                await self._advance(conn, saga, tr, detail, source)
+            outcome, detail = await self._effect(conn, saga, step)
+            tr = transition(expected, outcome)
+            await self._advance(conn, saga, tr, detail, source)
         self._after_commit(saga, tr)
         return RunResult.ADVANCED, outcome.value
 
@@ -310,17 +308,15 @@ class SagaExecutor:
         self, conn: Conn, saga: SagaRow, tr: Transition, detail: str, source: str
     ) -> None:
         event = SagaEvent(uuid.uuid4(), tr.event_type, saga.saga_id, saga.order_id, tr.target)
-        # Pipelined: the three writes go to the server together (one round trip).
-        async with conn.pipeline():
-            await commands.advance_saga(
-                conn,
-                saga,
-                tr,
-                detail=detail,
-                executed_by=f"{self.instance_id}/{source}",
-                lease_seconds=self.lease_seconds,
-            )
-            await commands.insert_outbox(conn, event, _headers(saga))
+        await commands.advance_saga(
+            conn,
+            saga,
+            tr,
+            detail=detail,
+            executed_by=f"{self.instance_id}/{source}",
+            lease_seconds=self.lease_seconds,
+        )
+        await commands.insert_outbox(conn, event, _headers(saga))
 
     def _after_commit(self, saga: SagaRow, tr: Transition) -> None:
         self.on_outbox_write()

@@ -91,12 +91,16 @@ async def insert_order(
         " VALUES (%s, %s, %s, %s, 'PENDING')",
         (order_id, saga_id, customer_id, total_cents),
     )
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO order_items (order_id, sku, quantity, unit_price_cents)"
-            " VALUES (%s, %s, %s, %s)",
-            [(order_id, i.sku, i.quantity, i.unit_price_cents) for i in items],
-        )
+    await conn.execute(
+        "INSERT INTO order_items (order_id, sku, quantity, unit_price_cents)"
+        " SELECT %s, * FROM unnest(%s::text[], %s::integer[], %s::bigint[])",
+        (
+            order_id,
+            [i.sku for i in items],
+            [i.quantity for i in items],
+            [i.unit_price_cents for i in items],
+        ),
+    )
     await conn.execute(
         "INSERT INTO sagas (saga_id, order_id, state, lease_owner, lease_expires_at,"
         " correlation_id, traceparent)"
@@ -222,24 +226,12 @@ async def mark_processed(conn: Conn, consumer: str, event_id: uuid.UUID) -> bool
 async def begin_step(
     conn: Conn, consumer: str, event_id: uuid.UUID | None, saga_id: uuid.UUID
 ) -> tuple[bool, SagaRow | None]:
-    """Record the event as processed and lock the saga row, in one round trip.
+    """Record the event as processed and lock the saga row.
 
     Returns (first delivery?, saga). Without an event id the first value is True.
     """
-    async with conn.pipeline():
-        processed = (
-            await conn.execute(
-                "INSERT INTO processed_events (consumer, event_id) VALUES (%s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (consumer, event_id),
-            )
-            if event_id is not None
-            else None
-        )
-        saga_cur = await conn.execute(_SAGA_SELECT + " FOR UPDATE OF s", (saga_id,))
-    first = processed is None or processed.rowcount == 1
-    row = await saga_cur.fetchone()
-    return first, (_saga_row(row) if row else None)
+    first = event_id is None or await mark_processed(conn, consumer, event_id)
+    return first, await get_saga(conn, saga_id, for_update=True)
 
 
 # --- stock ------------------------------------------------------------------------------
@@ -296,12 +288,17 @@ async def set_stock(conn: Conn, sku: str, quantity: int, token: int) -> StockLev
 async def insert_reservations(
     conn: Conn, saga_id: uuid.UUID, items: list[OrderItem], tokens: dict[str, int]
 ) -> None:
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO stock_reservations (saga_id, sku, quantity, status, fence_token)"
-            " VALUES (%s, %s, %s, 'RESERVED', %s)",
-            [(saga_id, i.sku, i.quantity, tokens[i.sku]) for i in items],
-        )
+    await conn.execute(
+        "INSERT INTO stock_reservations (saga_id, sku, quantity, status, fence_token)"
+        " SELECT %s, sku, quantity, 'RESERVED', fence_token"
+        " FROM unnest(%s::text[], %s::integer[], %s::bigint[]) AS r (sku, quantity, fence_token)",
+        (
+            saga_id,
+            [i.sku for i in items],
+            [i.quantity for i in items],
+            [tokens[i.sku] for i in items],
+        ),
+    )
 
 
 async def settle_reservations(conn: Conn, saga_id: uuid.UUID, *, release: bool) -> int:

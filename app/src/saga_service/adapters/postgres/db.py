@@ -46,7 +46,11 @@ def make_conninfo(settings: Settings, connect_timeout: int = 5) -> str:
         application_name="saga-service",
         connect_timeout=connect_timeout,
         **DEAD_PEER_DETECTION,
-        # A frozen or partitioned process must not hold stock row locks for long.
+        # A frozen or partitioned process must not hold stock or saga row locks for long:
+        # the server ends its transaction after 15 s idle. The server arms that timer only
+        # once it has answered a Sync, so the app never pipelines (nor uses executemany,
+        # which pipelines): a backend left between a pipeline's statements and its Sync
+        # keeps its locks with no timeout at all.
         options="-c idle_in_transaction_session_timeout=15000",
     )
 

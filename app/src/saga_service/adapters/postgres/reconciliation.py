@@ -87,12 +87,16 @@ async def save_run(
         row = await cur.fetchone()
         assert row is not None
         run_id = int(row["id"])
-        async with conn.cursor() as c:
-            await c.executemany(
-                "INSERT INTO reconciliation_findings (run_id, rule, subject, detail)"
-                " VALUES (%s, %s, %s, %s)",
-                [(run_id, f.rule.value, f.subject, f.detail) for f in findings],
-            )
+        await conn.execute(
+            "INSERT INTO reconciliation_findings (run_id, rule, subject, detail)"
+            " SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[])",
+            (
+                run_id,
+                [f.rule.value for f in findings],
+                [f.subject for f in findings],
+                [f.detail for f in findings],
+            ),
+        )
         # Runs are history for operators, not state: a month is kept (findings cascade).
         await conn.execute(
             "DELETE FROM reconciliation_runs WHERE finished_at < now() - make_interval(days => %s)",
