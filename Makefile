@@ -21,7 +21,7 @@ tools: ## pinned Python venv (.venv) and helm v4 + v3 (.tools/bin)
 	ci/bootstrap.sh --all
 
 .PHONY: services-deps
-services-deps: ## PostgreSQL, Redis, Sentinel, Java and Kafka jars for the integration tier
+services-deps: ## PostgreSQL, Redis, Sentinel, Java and Kafka jars for the integration tier; Chromium for the e2e tier
 	ci/install-services.sh
 
 .PHONY: test
@@ -46,7 +46,7 @@ test-integration: services-deps ## the app against real PostgreSQL, Redis, Senti
 	$(PYTEST) tests/integration
 
 .PHONY: test-e2e
-test-e2e: ## the chart on a real multi-node cluster (created when none is running)
+test-e2e: services-deps ## the chart on a real multi-node cluster (created when none is running), the console in headless Chromium
 	ci/up.sh --no-install
 	$(PYTEST) tests/e2e
 

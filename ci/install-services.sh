@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need to run real backing services as
-# local processes (see tests/integration/services/):
+# local processes (see tests/integration/services/), and the browser of the
+# console's e2e test:
 #   - Debian packages: postgresql, redis-server, redis-sentinel, redis-tools,
-#     a Java 17+ runtime and maven;
+#     a Java 17+ runtime and maven; chromium (driven headless by Playwright,
+#     which never downloads a browser of its own) and a font for its pages;
 #   - Apache Kafka's broker jars (+ runtime dependencies, Log4j 2 binding),
 #     fetched by Maven from its configured repository into a cache outside
 #     the repository: ${SAGA_STACK_CACHE:-$HOME/.cache/saga-stack}/kafka-$KAFKA_VERSION/libs
@@ -17,8 +19,8 @@ usage() {
   cat <<EOF
 Usage: ci/install-services.sh [options]
 
-Installs PostgreSQL, Redis (+ Sentinel, tools), a Java runtime and Maven from
-Debian packages, and fetches Apache Kafka's jars with Maven into
+Installs PostgreSQL, Redis (+ Sentinel, tools), a Java runtime, Maven and
+Chromium (+ a font) from Debian packages, and fetches Apache Kafka's jars with Maven into
 \${SAGA_STACK_CACHE:-\$HOME/.cache/saga-stack}/kafka-<KAFKA_VERSION>/libs
 (versions from ci/versions.sh). Safe to run again: what is present is skipped.
 
@@ -137,7 +139,7 @@ apt_install() {
 
 log "checking Debian packages ..."
 missing=()
-for pkg in postgresql redis-server redis-sentinel redis-tools maven; do
+for pkg in postgresql redis-server redis-sentinel redis-tools maven chromium fonts-dejavu-core; do
   if pkg_installed "$pkg"; then
     log "  $pkg: present"
   else
@@ -157,7 +159,7 @@ fi
 apt_install "${missing[@]}"
 
 # sanity checks of what the tests call
-for prog in redis-server redis-sentinel redis-cli java mvn; do
+for prog in redis-server redis-sentinel redis-cli java mvn chromium; do
   command -v "$prog" >/dev/null 2>&1 || die "'$prog' not on PATH after installing"
 done
 pg_bin=""

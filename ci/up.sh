@@ -109,6 +109,7 @@ else
   kind get kubeconfig --name saga-stack >"$cluster_kubeconfig"
   app_image="saga-stack/saga-service:$(awk '/^appVersion:/ {gsub(/"/, "", $2); print $2}' "$repo/charts/saga-stack/Chart.yaml")"
   step "app image $app_image (docker build on the upstream Python base)"
+  "$repo/ci/console-assets.sh" "$repo/app/src/saga_console/static/vendor"
   docker build -f "$repo/app/Dockerfile" -t "$app_image" "$repo"
   kind load docker-image --name saga-stack "$app_image"
   values=(-f "$repo/values/local.yaml")

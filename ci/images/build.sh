@@ -368,7 +368,8 @@ stop_index_server() {
 # The app's tag is the chart's appVersion, which does not change with every
 # edit: the image carries a hash of its sources, and a stale one is rebuilt.
 app_source_hash() {
-  (cd "$REPO_ROOT" && find app/src app/pyproject.toml app/Dockerfile requirements/app.lock -type f \
+  (cd "$REPO_ROOT" && find app/src app/pyproject.toml app/Dockerfile requirements/app.lock \
+    app/console-ui/package-lock.json -type f ! -path 'app/src/saga_console/static/vendor/*' \
     ! -name '*.pyc' ! -path '*__pycache__*' ! -path '*.egg-info*' -print0 | sort -z | xargs -0 sha256sum) |
     sha256sum | cut -c1-16
 }
@@ -391,6 +392,8 @@ build_app() {
   cp "$REPO_ROOT/app/pyproject.toml" "$REPO_ROOT/app/Dockerfile" "$ctx/app/"
   (cd "$REPO_ROOT/app" && tar --exclude='__pycache__' --exclude='*.pyc' --exclude='*.egg-info' -cf - src) |
     tar -xf - -C "$ctx/app"
+  # The console's browser libraries (npm, locked), installed into the package before pip.
+  run_logged app "$REPO_ROOT/ci/console-assets.sh" "$ctx/app/src/saga_console/static/vendor"
   start_index_server
   docker_build app "${REF[app]}" "$ctx" -f "$ctx/app/Dockerfile" --network host \
     --build-arg "BASE_IMAGE=${REF[python]}" --build-arg "PIP_INDEX_URL=$INDEX_URL" \

@@ -3,14 +3,16 @@ in-cluster client pods, and waiting on conditions (never on sleeps)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
+import re
 import subprocess
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -90,6 +92,33 @@ def install_values(*profiles: str) -> list[str]:
     if os.environ.get("SAGA_STACK_IMAGES", "offline") == "offline" and overlay.is_file():
         files += ["-f", str(overlay)]
     return files
+
+
+_FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")
+
+
+@contextlib.contextmanager
+def port_forward(namespace: str, service: str, port: str = "http") -> Iterator[str]:
+    """`kubectl port-forward` of a Service's port to a free local port, as a user opens it;
+    yields http://127.0.0.1:<local port>."""
+    forward = subprocess.Popen(
+        [_tool("kubectl"), "port-forward", "-n", namespace, f"service/{service}", f":{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert forward.stdout is not None
+        first = forward.stdout.readline()  # kubectl names the port once it listens
+        match = _FORWARDING.search(first)
+        if not match:
+            forward.kill()
+            rest = forward.stdout.read()
+            raise CommandFailed(f"kubectl port-forward service/{service}: {first}{rest}")
+        yield f"http://127.0.0.1:{match.group(1)}"
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
 
 
 def ready_pods(namespace: str, selector: str) -> list[dict[str, Any]]:

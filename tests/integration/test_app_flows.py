@@ -132,6 +132,10 @@ def test_every_saga_path_ends_in_the_right_state(one_app: tuple[AppStack, AppPro
     assert all(
         h["headers"]["traceparent"].split("-")[1] == TRACEPARENT.split("-")[1] for h in headers
     )
+    # ... and the saga API names it, so a console can link a saga to its trace.
+    with app.client() as client:
+        saga = client.get(f"/sagas/{happy['saga_id']}").json()
+    assert saga["trace_id"] == TRACEPARENT.split("-")[1]
 
 
 def test_bad_input_gets_a_clear_4xx_never_5xx(one_app: tuple[AppStack, AppProcess]) -> None:

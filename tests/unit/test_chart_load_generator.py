@@ -41,7 +41,9 @@ def test_runs_the_app_image_against_the_service(k8s_schemas: list[str]) -> None:
     assert container["args"] == ["loadgen"]
     assert (
         container["image"]
-        == one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+        == one(objects, "Deployment", "saga-saga-stack")["spec"]["template"]["spec"]["containers"][
+            0
+        ]["image"]
     )
     assert env(job)["LOADGEN_TARGET"] == f"http://{APP}:80"
     assert env(job)["LOADGEN_RATE"] == "35" and env(job)["LOADGEN_DURATION"] == "90"

@@ -230,13 +230,13 @@ def test_app_pods_have_probes_spread_and_graceful_shutdown() -> None:
 
 def test_replicas_five_without_autoscaling_sets_the_deployment() -> None:
     objects = render(values={"replicas": 5})
-    assert one(objects, "Deployment")["spec"]["replicas"] == 5
+    assert one(objects, "Deployment", "saga-saga-stack")["spec"]["replicas"] == 5
     assert not find(objects, "HorizontalPodAutoscaler")
 
 
 def test_replicas_five_with_autoscaling_is_the_hpa_floor_and_the_deployment_leaves_it() -> None:
     objects = render(values={"replicas": 5, "autoscaling.enabled": True})
-    assert "replicas" not in one(objects, "Deployment")["spec"]
+    assert "replicas" not in one(objects, "Deployment", "saga-saga-stack")["spec"]
     hpa = one(objects, "HorizontalPodAutoscaler")
     assert hpa["spec"]["minReplicas"] == 5
     assert hpa["spec"]["maxReplicas"] >= 5
@@ -249,7 +249,7 @@ def test_profiles_with_replicas_five(profile: Any) -> None:
     if hpa:
         assert hpa[0]["spec"]["minReplicas"] == 5
     else:
-        assert one(objects, "Deployment")["spec"]["replicas"] == 5
+        assert one(objects, "Deployment", "saga-saga-stack")["spec"]["replicas"] == 5
 
 
 def _pod_annotations(values: dict[str, Any]) -> dict[str, str]:
@@ -326,7 +326,10 @@ def test_kafka_cluster_id_is_a_valid_kraft_id() -> None:
 
 def test_existing_secret_replaces_every_credential_source() -> None:
     objects = render(values={"existingSecret": "saga-credentials"})
-    env = {e["name"]: e for e in pod_spec(one(objects, "Deployment"))["containers"][0]["env"]}
+    env = {
+        e["name"]: e
+        for e in pod_spec(one(objects, "Deployment", "saga-saga-stack"))["containers"][0]["env"]
+    }
     for name in ("DATABASE_PASSWORD", "REDIS_PASSWORD"):
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "saga-credentials"
     assert not find(objects, "Secret", "saga-saga-stack")
@@ -349,8 +352,8 @@ def test_sentinel_mode_reaches_the_app_config() -> None:
 def test_network_policies_admit_the_app_to_the_data_layer() -> None:
     objects = rendered("bundled")
     app_labels = (
-        pod_spec(one(objects, "Deployment"))
-        and one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+        pod_spec(one(objects, "Deployment", "saga-saga-stack"))
+        and one(objects, "Deployment", "saga-saga-stack")["spec"]["template"]["metadata"]["labels"]
     )
     for name in ("saga-postgresql", "saga-redis", "saga-kafka"):
         policy = one(objects, "NetworkPolicy", name)

@@ -108,7 +108,7 @@ def test_profile_lints_strictly(profile: Path) -> None:
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
 def test_profile_renders_valid_objects(profile: Path, k8s_schemas: list[str]) -> None:
     objects = render([profile])
-    assert one(objects, "Deployment")
+    assert one(objects, "Deployment", "saga-saga-stack")
     assert k8s_openapi.schema_errors(objects, k8s_schemas) == []
 
 

@@ -13,7 +13,7 @@ LOSS_KEYS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 
 
 def pod_spec(values: dict[str, Any] | None = None, files: list[str] | None = None) -> Any:
-    deployment = one(render(files or (), values), "Deployment")
+    deployment = one(render(files or (), values), "Deployment", "saga-saga-stack")
     return deployment["spec"]["template"]["spec"]
 
 

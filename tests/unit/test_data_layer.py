@@ -104,7 +104,7 @@ def app_config(objects: tuple[Manifest, ...]) -> dict[str, str]:
 
 
 def app_secret_env(objects: tuple[Manifest, ...]) -> dict[str, dict[str, Any]]:
-    container = pod_spec(one(objects, "Deployment"))["containers"][0]
+    container = pod_spec(one(objects, "Deployment", "saga-saga-stack"))["containers"][0]
     return {
         e["name"]: e["valueFrom"]["secretKeyRef"]
         for e in container["env"]
@@ -562,7 +562,7 @@ def test_a_ca_bundle_is_mounted_where_every_tls_setting_points(
     }
     # The Deployment and both hook Jobs connect, so each mounts the bundle and gets the
     # settings (the Jobs inline them: a pre-install hook runs before the ConfigMap exists).
-    workloads = [one(objects, "Deployment"), *find(objects, "Job")]
+    workloads = [one(objects, "Deployment", "saga-saga-stack"), *find(objects, "Job")]
     assert len(workloads) == 3
     for workload in workloads:
         spec = pod_spec(workload)
@@ -608,7 +608,7 @@ def test_the_production_profile_verifies_every_service_against_its_ca_bundle() -
     assert config["DATABASE_SSLROOTCERT"] == path
     assert (config["REDIS_TLS"], config["REDIS_TLS_CA_FILE"]) == ("true", path)
     assert (config["KAFKA_SECURITY_PROTOCOL"], config["KAFKA_SSL_CA_FILE"]) == ("SASL_SSL", path)
-    volumes = pod_spec(one(objects, "Deployment"))["volumes"]
+    volumes = pod_spec(one(objects, "Deployment", "saga-saga-stack"))["volumes"]
     assert {
         "name": "ca-bundle",
         "configMap": {"name": "saga-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]},

@@ -125,8 +125,7 @@ async function showSaga(id) {
     ["attempts", saga.attempts], ["created", saga.created_at],
     ["finished", saga.finished_at || "not yet"],
     ["failed step", saga.failed_step || "none"], ["failure reason", saga.last_error || "none"],
-    // The saga API carries no trace id today; shown when it does.
-    ["trace id", saga.trace_id || (saga.traceparent || "").split("-")[1] || "not given by the API"],
+    ["trace id", saga.trace_id || "none"],
   ];
   $("timeline-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   let previous = Date.parse(saga.created_at);

@@ -149,6 +149,10 @@ class SagaOut(_Out):
     last_error: str | None
     created_at: datetime
     finished_at: datetime | None
+    trace_id: str | None = Field(
+        description="W3C trace id of the request that placed the order; every step's logs"
+        " and spans carry it"
+    )
 
 
 class SagaSummaryOut(_Out):
@@ -677,6 +681,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         if row is None:
             return _error(404, "not_found", f"no saga {saga_id}")
         state = SagaState(row["state"])
+        trace = tracing.parse_traceparent(row["traceparent"])
         return SagaOut(
             saga_id=row["saga_id"],
             order_id=row["order_id"],
@@ -688,6 +693,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             last_error=row["last_error"],
             created_at=row["created_at"],
             finished_at=row["finished_at"],
+            trace_id=trace.trace_id if trace else None,
         )
 
     @app.put(

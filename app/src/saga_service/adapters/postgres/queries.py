@@ -36,7 +36,7 @@ async def get_order(conn: Conn, order_id: uuid.UUID) -> dict[str, Any] | None:
 async def saga_view(conn: Conn, saga_id: uuid.UUID) -> dict[str, Any] | None:
     cur = await conn.execute(
         "SELECT saga_id, order_id, state, attempts, failed_step, last_error, lease_owner,"
-        " created_at, updated_at, finished_at FROM sagas WHERE saga_id = %s",
+        " traceparent, created_at, updated_at, finished_at FROM sagas WHERE saga_id = %s",
         (saga_id,),
     )
     saga = await cur.fetchone()
