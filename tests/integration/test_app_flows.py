@@ -430,3 +430,33 @@ def test_saga_that_cannot_progress_ends_compensated(
     assert app.metric("saga_recovery_gave_up_total") == 1
     assert app.metric("saga_recovery_resumed_total") >= 2
     assert stack.query("SELECT available, reserved FROM stock") == [{"available": 5, "reserved": 0}]
+
+
+def test_with_api_tokens_writes_need_one_and_reads_do_not(app_stack: AppStack) -> None:
+    old, new = "o" * 32, "n" * 32
+    (app,) = app_stack.start(1, API_TOKENS=f"{old},{new}")
+    order = {
+        "customer_id": "auth-1",
+        "items": [{"sku": "AUTH-1", "quantity": 1, "unit_price_cents": 5}],
+    }
+    with app.client() as client:
+        refused = client.put("/stock/AUTH-1", json={"quantity": 3})
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"] == "unauthorized"
+        assert refused.headers["www-authenticate"] == "Bearer"
+        wrong = client.post("/orders", json=order, headers={"authorization": "Bearer " + "w" * 32})
+        assert (wrong.status_code, wrong.json()["error"]) == (403, "forbidden")
+        # Either token works: a client moves from the old one to the new one without a gap.
+        stocked = client.put(
+            "/stock/AUTH-1", json={"quantity": 3}, headers={"authorization": f"Bearer {old}"}
+        )
+        assert stocked.status_code == 200, stocked.text
+        placed = client.post("/orders", json=order, headers={"authorization": f"Bearer {new}"})
+        assert placed.status_code == 202, placed.text
+        assert client.get(f"/orders/{placed.json()['order_id']}").status_code == 200
+        assert client.get("/stock/AUTH-1").status_code == 200
+        assert client.get("/healthz/ready").status_code == 200
+        assert client.get("/metrics").status_code == 200
+    assert app_stack.wait_saga(placed.json()["saga_id"])["state"] == "COMPLETED"
+    # Nothing was stored for the refused requests.
+    assert app_stack.scalar("SELECT count(*) FROM orders") == 1

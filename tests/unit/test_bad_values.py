@@ -473,6 +473,19 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"caBundle.existingSecret": "ca", "caBundle.existingConfigMap": "ca"},
         ["caBundle.existingSecret and caBundle.existingConfigMap are both set"],
     ),
+    # API bearer tokens
+    ("apiAuth.enabled as a string", {"apiAuth.enabled": "yes"}, ["/apiAuth/enabled"]),
+    ("apiAuth tokens as a plain value", {"apiAuth.tokens": "secret"}, ["/apiAuth", "'tokens'"]),
+    (
+        "apiAuth Secret name in upper case",
+        {"apiAuth.existingSecret": "My-Tokens"},
+        ["/apiAuth/existingSecret"],
+    ),
+    (
+        "apiAuth Secret key with a slash",
+        {"apiAuth.existingSecretKey": "a/b"},
+        ["/apiAuth/existingSecretKey"],
+    ),
     # background jobs: schema
     ("jobs unknown key", {"jobs.workers": 3}, ["/jobs", "'workers'"]),
     ("jobs.enabled as a string", {"jobs.enabled": "yes"}, ["/jobs/enabled"]),

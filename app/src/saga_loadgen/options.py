@@ -128,6 +128,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--run-id", _run_id, None, "prefix of this run's SKUs and customer ids", "ID",
            "lg-<8 random hex digits>"),
     Option("--output", str, None, "also write the summary (JSON) to this file", "PATH"),
+    Option("--api-token", str, None, "bearer token for the writes (one of the app's "
+           "API_TOKENS); prefer LOADGEN_API_TOKEN, since a flag shows in the process list",
+           "TOKEN", "none: no Authorization header"),
 )  # fmt: skip
 
 
@@ -149,6 +152,8 @@ class Config:
     startup_timeout: float
     run_id: str
     output: str | None
+    # Never printed: left out of repr and of the summary.
+    api_token: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def planned_orders(self) -> int:
@@ -158,7 +163,7 @@ class Config:
         return [f"{self.run_id}-sku-{n}" for n in range(self.skus)]
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "api_token"}
 
 
 def resolve_config(

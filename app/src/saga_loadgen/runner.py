@@ -262,6 +262,13 @@ def warn(message: str, err: TextIO) -> None:
     print(f"saga-service loadgen: {message}", file=err, flush=True)
 
 
+def request_headers(config: Config) -> dict[str, str]:
+    headers = {"user-agent": f"saga-service-loadgen/{__version__}"}
+    if config.api_token:
+        headers["authorization"] = f"Bearer {config.api_token}"
+    return headers
+
+
 async def run(
     config: Config,
     out: TextIO | None = None,
@@ -278,7 +285,7 @@ async def run(
         base_url=config.target,
         timeout=httpx.Timeout(config.request_timeout),
         limits=limits,
-        headers={"user-agent": f"saga-service-loadgen/{__version__}"},
+        headers=request_headers(config),
         transport=transport,
     ) as client:
         try:

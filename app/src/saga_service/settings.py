@@ -10,6 +10,9 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Shorter bearer tokens are guessable; the settings refuse them.
+API_TOKEN_MIN_LENGTH = 16
+
 
 class Settings(BaseSettings):
     """Every knob of the service; see docs/app-contract.md for the meaning of each."""
@@ -74,6 +77,10 @@ class Settings(BaseSettings):
     # Unset: 2 s, or a quarter of a shorter grace period.
     shutdown_drain_seconds: float | None = Field(None, ge=0)
     max_body_bytes: int = Field(65536, ge=1024)
+    # Bearer tokens accepted by the write endpoints (POST /orders, PUT /stock/{sku}),
+    # separated by commas or new lines; several let a token be rotated without an outage.
+    # Empty: writes are open. Reads, health and metrics never ask for one.
+    api_tokens: SecretStr = SecretStr("")
     max_order_items: int = Field(50, ge=1)
     # A JSON file of RELOADABLE settings, watched while serving; its values win over the
     # environment's. Unset: the environment alone, read once.
@@ -104,6 +111,13 @@ class Settings(BaseSettings):
         if self.redis_mode == "sentinel" and not self.redis_sentinel_nodes:
             raise ValueError("REDIS_SENTINEL_NODES is required when REDIS_MODE=sentinel")
         self._tls_settings_agree()
+        short = [t for t in self.write_tokens() if len(t) < API_TOKEN_MIN_LENGTH]
+        if short:
+            # Never echo a token, not even a part of one: say how many.
+            raise ValueError(
+                f"API_TOKENS: {len(short)} token(s) shorter than {API_TOKEN_MIN_LENGTH} "
+                "characters; use long random tokens (e.g. `openssl rand -hex 32`)"
+            )
         drain = self.shutdown_drain_seconds
         if drain is not None and drain >= self.shutdown_grace_seconds:
             raise ValueError(
@@ -135,6 +149,11 @@ class Settings(BaseSettings):
         ):
             if path and path != "system" and not Path(path).is_file():
                 raise ValueError(f"{name}: no such file: {path}")
+
+    def write_tokens(self) -> list[str]:
+        """API_TOKENS as a list (empty: the write endpoints are open)."""
+        raw = self.api_tokens.get_secret_value().replace("\n", ",")
+        return [t.strip() for t in raw.split(",") if t.strip()]
 
     def drain_seconds(self) -> float:
         if self.shutdown_drain_seconds is not None:

@@ -161,3 +161,14 @@ app.kubernetes.io/part-of: saga-stack
 {{- $hostPort := splitList ":" $url.host }}
 {{- if gt (len $hostPort) 1 }}{{ last $hostPort }}{{ else if eq $url.scheme "https" }}443{{ else }}80{{ end }}
 {{- end }}
+
+{{/* Where the API tokens live (the name and key of a secretKeyRef): the user's Secret or the one the chart generates. */}}
+{{- define "saga-stack.apiTokensRef" -}}
+{{- if .Values.apiAuth.existingSecret -}}
+name: {{ .Values.apiAuth.existingSecret }}
+key: {{ .Values.apiAuth.existingSecretKey }}
+{{- else -}}
+name: {{ include "saga-stack.fullname" . }}-api-tokens
+key: api-tokens
+{{- end -}}
+{{- end }}

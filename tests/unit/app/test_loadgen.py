@@ -478,3 +478,15 @@ def test_run_reports_stuck_sagas() -> None:
     assert summary["sagas"]["tracked"] == 4 and summary["sagas"]["stuck"] == 4
     assert 1 <= summary["sagas"]["waited_s"] < 2
     assert math.isclose(summary["error_ratio"], 0)
+
+
+def test_the_api_token_goes_in_the_authorization_header_and_nowhere_else() -> None:
+    token = "t" * 40
+    resolved = options.resolve_config(
+        {"target": "http://app:8080"}, {"LOADGEN_API_TOKEN": token}, lambda: "lg-1"
+    )
+    assert runner.request_headers(resolved)["authorization"] == f"Bearer {token}"
+    assert token not in repr(resolved)
+    assert "api_token" not in resolved.as_dict()
+    untokened = options.resolve_config({"target": "http://app:8080"}, {}, lambda: "lg-1")
+    assert "authorization" not in runner.request_headers(untokened)

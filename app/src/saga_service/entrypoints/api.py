@@ -37,6 +37,7 @@ from saga_service.domain.order import (
 )
 from saga_service.domain.saga import SagaState, order_status_for
 from saga_service.entrypoints import saga_listing
+from saga_service.entrypoints.api_auth import AuthFailed, write_guard
 from saga_service.entrypoints.saga_listing import Timestamp
 from saga_service.observability import metrics, tracing
 from saga_service.runtime import Runtime
@@ -242,6 +243,14 @@ class OrderRejected(ErrorOut):
 
 class NotFound(ErrorOut):
     error: Literal["not_found"]
+
+
+class Unauthorized(ErrorOut):
+    error: Literal["unauthorized"]
+
+
+class Forbidden(ErrorOut):
+    error: Literal["forbidden"]
 
 
 class StockNotFound(ErrorOut):
@@ -491,6 +500,13 @@ def create_app(runtime: Runtime) -> FastAPI:
             response.headers.update(exc.headers)
         return response
 
+    @app.exception_handler(AuthFailed)
+    async def _on_auth(_: Request, exc: AuthFailed) -> JSONResponse:
+        response = _error(exc.status, exc.error, exc.message)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
     @app.exception_handler(InvalidOrder)
     async def _on_invalid(_: Request, exc: InvalidOrder) -> JSONResponse:
         return _error(422, "invalid_order", str(exc))
@@ -508,9 +524,22 @@ def create_app(runtime: Runtime) -> FastAPI:
         log.exception("request failed")
         return _error(503, "unavailable", f"temporary failure: {type(exc).__name__}")
 
+    tokens = settings.write_tokens()
+    # With API_TOKENS set, the write endpoints take a bearer token (and say so).
+    writes_guarded = write_guard(tokens)
+    auth_errors = (
+        (
+            (401, Unauthorized, "unauthorized: no `Authorization: Bearer <token>`"),
+            (403, Forbidden, "forbidden: a token that is not one of API_TOKENS"),
+        )
+        if tokens
+        else ()
+    )
+
     @app.post(
         "/orders",
         operation_id="place_order",
+        dependencies=writes_guarded,
         status_code=202,
         response_model=OrderAccepted,
         responses={
@@ -535,6 +564,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                 },
             },
             **_errors(
+                *auth_errors,
                 (400, MalformedJson, "malformed_json: the body is not valid JSON"),
                 (
                     422,
@@ -699,6 +729,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.put(
         "/stock/{sku}",
         operation_id="put_stock",
+        dependencies=writes_guarded,
         response_model=StockOut,
         responses={
             200: {
@@ -725,6 +756,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                 },
             },
             **_errors(
+                *auth_errors,
                 (400, MalformedJson, "malformed_json: the body is not valid JSON"),
                 (
                     422,
