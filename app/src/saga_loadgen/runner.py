@@ -264,8 +264,10 @@ def warn(message: str, err: TextIO) -> None:
 
 def request_headers(config: Config) -> dict[str, str]:
     headers = {"user-agent": f"saga-service-loadgen/{__version__}"}
-    if config.api_token:
-        headers["authorization"] = f"Bearer {config.api_token}"
+    # The app's own API_TOKENS list may be given as it is (one Secret for both): its first.
+    first = (config.api_token or "").replace("\n", ",").split(",")[0].strip()
+    if first:
+        headers["authorization"] = f"Bearer {first}"
     return headers
 
 

@@ -488,5 +488,9 @@ def test_the_api_token_goes_in_the_authorization_header_and_nowhere_else() -> No
     assert runner.request_headers(resolved)["authorization"] == f"Bearer {token}"
     assert token not in repr(resolved)
     assert "api_token" not in resolved.as_dict()
+    listed = options.resolve_config(
+        {"target": "http://app:8080"}, {"LOADGEN_API_TOKEN": f"{token}\n{'u' * 40}\n"}
+    )
+    assert runner.request_headers(listed)["authorization"] == f"Bearer {token}"
     untokened = options.resolve_config({"target": "http://app:8080"}, {}, lambda: "lg-1")
     assert "authorization" not in runner.request_headers(untokened)
