@@ -48,7 +48,7 @@ test-integration: services-deps ## the app against real PostgreSQL, Redis, Senti
 .PHONY: test-e2e
 test-e2e: services-deps ## the chart on a real multi-node cluster (created when none is running), the console in headless Chromium
 	ci/up.sh --no-install
-	$(PYTEST) tests/e2e
+	$(PYTEST) tests/e2e --durations=12
 
 .PHONY: up
 up: ## bring the whole stack up on a local cluster (creating the cluster when there is none)

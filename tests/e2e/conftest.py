@@ -85,8 +85,14 @@ def workers(cluster: list[str]) -> list[str]:
 @pytest.fixture(scope="session")
 def release(cluster: list[str]) -> Iterator[str]:
     """The chart installed with the local profile in a namespace of its own, every workload
-    Ready (helm --wait); its namespace."""
-    with installed_release(install_values()) as namespace:
+    Ready (helm --wait); its namespace. Its job workers take their time over each job and
+    scale in fast (values/jobs-under-test.yaml), for tests/e2e/test_jobs.py."""
+    values = [
+        *install_values(),
+        "-f",
+        str(Path(__file__).parent / "values" / "jobs-under-test.yaml"),
+    ]
+    with installed_release(values) as namespace:
         yield namespace
 
 
@@ -103,6 +109,8 @@ def ha_release(cluster: list[str]) -> Iterator[str]:
         *install_values("local-ha.yaml"),
         "--set", "autoscaling.enabled=false", "--set", "autoscaling.backlog.enabled=false",
         "--set", "config.sagaLeaseSeconds=10",
+        # The campaign judges the saga path; the job workers have tests of their own.
+        "--set", "jobs.enabled=false",
     ]  # fmt: skip
     kept = os.environ.get("SAGA_E2E_HA_NAMESPACE") or None
     with installed_release(None if kept else values, namespace=kept, prefix="saga-ha") as namespace:

@@ -43,6 +43,8 @@ def scaling_values(max_replicas: int = 3) -> list[str]:
         "--set", f"autoscaling.backlog.targetPerPod={TARGET_PER_POD}",
         "--set-json", f"autoscaling.behavior={json.dumps(BEHAVIOR)}",
         "--set-json", 'extraEnv=[{"name": "SAGA_STEP_DELAY_MS", "value": "100"}]',
+        # The app's scaling alone (the job workers scale on a signal of their own).
+        "--set", "jobs.enabled=false",
     ]  # fmt: skip
 
 

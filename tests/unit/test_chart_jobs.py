@@ -79,10 +79,16 @@ def test_jobs_are_off_by_default_and_the_app_gets_no_jobs_setting() -> None:
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
-def test_no_profile_turns_jobs_on(profile: Path) -> None:
+def test_the_local_profile_turns_jobs_on_with_queue_driven_workers(profile: Path) -> None:
+    """On a laptop a user sees everything; the ha, local-ha (a layer on local) and
+    production profiles leave jobs to the user's choice."""
     objects = render([profile])
-    assert not find(objects, "CronJob")
-    assert "JOBS_ENABLED" not in one(objects, "ConfigMap", APP)["data"]
+    local = profile.stem == "local"
+    assert bool(find(objects, "CronJob")) == local
+    assert ("JOBS_ENABLED" in one(objects, "ConfigMap", APP)["data"]) == local
+    if local:
+        hpa = one(objects, "HorizontalPodAutoscaler", f"{APP}-worker")
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
 
 
 # ---- the app's settings -------------------------------------------------------------------
@@ -102,6 +108,7 @@ def test_jobs_settings_reach_the_app_config() -> None:
         "jobs.keepCompleted": 50,
         "jobs.keepFailed": 2000000,
         "jobs.metricsIntervalSeconds": 0.5,
+        "jobs.ackDelayMs": 1500,
     }
     config = one(render(values=values), "ConfigMap", APP)["data"]
     assert {k: v for k, v in config.items() if k.startswith("JOBS_")} == {
@@ -117,6 +124,7 @@ def test_jobs_settings_reach_the_app_config() -> None:
         "JOBS_KEEP_COMPLETED": "50",
         "JOBS_KEEP_FAILED": "2000000",
         "JOBS_METRICS_INTERVAL_SECONDS": "0.5",
+        "JOBS_ACK_DELAY_MS": "1500",
     }
 
 

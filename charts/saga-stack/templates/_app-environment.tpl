@@ -95,6 +95,7 @@ JOBS_BACKOFF_MS: {{ .Values.jobs.backoffMs | int64 | quote }}
 JOBS_KEEP_COMPLETED: {{ .Values.jobs.keepCompleted | int64 | quote }}
 JOBS_KEEP_FAILED: {{ .Values.jobs.keepFailed | int64 | quote }}
 JOBS_METRICS_INTERVAL_SECONDS: {{ .Values.jobs.metricsIntervalSeconds | quote }}
+JOBS_ACK_DELAY_MS: {{ .Values.jobs.ackDelayMs | int64 | quote }}
 {{- end }}
 {{- end }}
 
