@@ -165,5 +165,7 @@ def app_image(release: str) -> str:
 
 @pytest.fixture(scope="session")
 def client(release: str, app_image: str) -> str:
-    """A pod outside the release (no release labels) that runs Python with the app's image."""
-    return client_pod(release, "e2e-client", app_image)
+    """A pod outside the release (no release labels) that runs Python with the app's image,
+    on the control plane: the fault tests stop worker nodes, and a session-long client on
+    one of them would not come back."""
+    return client_pod(release, "e2e-client", app_image, on_control_plane=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.chaos.faults import container_pid, on_node
 from tests.e2e.cluster import (
     APP_SERVICE,
     in_cluster,
@@ -33,7 +34,7 @@ from tests.e2e.scaling import prometheus
 WORKER = f"{APP_SERVICE}-worker"
 RECONCILE = f"{APP_SERVICE}-reconcile"
 WORKER_SELECTOR = "app.kubernetes.io/name=saga-stack,app.kubernetes.io/component=worker"
-BURST = 200
+BURST = 120
 
 
 def app_sql(namespace: str, sql: str) -> Any:
@@ -122,9 +123,13 @@ def test_a_burst_scales_workers_out_a_lost_worker_loses_and_repeats_nothing_then
         timeout=180,
     )
     assert scaled
-    # The oldest worker has been taking jobs since the burst began: it is mid-job.
+    # The oldest worker has been taking jobs since the burst began: it is mid-job. Its
+    # process is SIGKILLed (a graceful stop would let the job finish), then its pod is
+    # force-deleted, as a lost node's pods are.
     victim = min(ready_workers(release), key=lambda p: p["metadata"]["creationTimestamp"])
     assert queue(release, "waiting") > 0, "the queue drained before a worker could be lost"
+    node, pid = container_pid(victim)
+    on_node(node, "kill", "-KILL", str(pid))
     kubectl(
         "delete", "pod", "-n", release, victim["metadata"]["name"], "--grace-period=0", "--force"
     )

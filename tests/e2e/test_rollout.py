@@ -25,7 +25,7 @@ from tests.e2e.cluster import (
 from tests.e2e.releases import RESULTS
 from tests.e2e.scaling import finished, load_jobs
 
-LOAD_SECONDS = 120
+LOAD_SECONDS = 100
 
 
 def job_lines(namespace: str, job: dict[str, Any]) -> list[dict[str, Any]]:
