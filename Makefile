@@ -59,8 +59,9 @@ down: ## remove the local cluster (caches stay)
 	ci/down.sh
 
 .PHONY: bench
-bench: tools services-deps ## benchmarks: saga throughput/latency, make up times and disk, HPA reaction and scaling; JSON + PNG under bench-results/
+bench: tools services-deps ## benchmarks: saga throughput/latency, job throughput/latency, make up times and disk, HPA reaction and scaling; JSON + PNG under bench-results/
 	$(PY) -m tests.bench.saga_bench
+	$(PY) -m tests.bench.jobs_bench
 	$(PY) -m tests.bench.cluster_bench
 	$(PY) -m tests.bench.scaling_bench
 

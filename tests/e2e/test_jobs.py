@@ -29,6 +29,7 @@ from tests.e2e.cluster import (
     ready_pods,
     wait_for,
 )
+from tests.e2e.releases import RESULTS
 from tests.e2e.scaling import prometheus
 
 WORKER = f"{APP_SERVICE}-worker"
@@ -115,14 +116,24 @@ def test_a_burst_scales_workers_out_a_lost_worker_loses_and_repeats_nothing_then
         """,
     )
     assert len(placed) == BURST
+    placed_at = time.monotonic()
 
     # More waiting jobs than one worker's share: the HPA adds workers.
+    wait_for(
+        "the HPA to ask for more workers",
+        lambda: worker_replicas(release) >= 2,
+        timeout=180,
+        every=1,
+    )
+    asked_after = time.monotonic() - placed_at
     scaled = wait_for(
         "a second Ready worker while jobs wait",
         lambda: len(ready_workers(release)) >= 2 and queue(release, "waiting") > 0,
         timeout=180,
+        every=1,
     )
     assert scaled
+    ready_after = time.monotonic() - placed_at
     # The oldest worker has been taking jobs since the burst began: it is mid-job. Its
     # process is SIGKILLed (a graceful stop would let the job finish), then its pod is
     # force-deleted, as a lost node's pods are.
@@ -144,6 +155,7 @@ def test_a_burst_scales_workers_out_a_lost_worker_loses_and_repeats_nothing_then
         timeout=300,
         every=5,
     )
+    drained_at = time.monotonic()
     assert counts == [[BURST, BURST]]
     confirmed = app_sql(
         release,
@@ -165,6 +177,17 @@ def test_a_burst_scales_workers_out_a_lost_worker_loses_and_repeats_nothing_then
         "the workers to scale back in to one", lambda: worker_replicas(release) == 1, timeout=240
     )
     assert queue(release, "waiting") == 0
+    figures = {
+        "burst_jobs": BURST,
+        "seconds_from_burst_to_more_workers_asked": round(asked_after, 1),
+        "seconds_from_burst_to_second_worker_ready": round(ready_after, 1),
+        "seconds_from_burst_to_every_document": round(drained_at - placed_at, 1),
+        "seconds_from_last_document_to_one_worker": round(time.monotonic() - drained_at, 1),
+        "stalled_jobs_handed_back": value(stalled),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "e2e-jobs.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures))
 
 
 def test_the_reconciliation_runs_on_schedule_and_the_workers_export_it(
