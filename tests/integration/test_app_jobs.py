@@ -11,6 +11,7 @@ added with the `bullmq` producer as a foreign service would add them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import subprocess
@@ -366,6 +367,35 @@ def test_reconciliation_finds_a_planted_inconsistency_and_reports_it(
     wait_for(exported, 10, "findings exported by the worker")
     assert worker.metric("saga_reconcile_findings", {"rule": "stock_not_negative"}) == 0
     assert worker.metric("saga_reconcile_last_run_timestamp_seconds") > 0
+
+
+def test_a_job_lost_with_the_queue_comes_back_through_the_reconciliation(
+    app_stack: AppStack, queue_view: QueueView
+) -> None:
+    (app,) = app_stack.start(1)
+    (worker,) = app_stack.start_workers(1)
+    app_stack.set_stock("LOST-1", 5)
+    order = confirmed_order(app_stack, app, "LOST-1")
+    wait_for(lambda: len(documents(app_stack, order)) == 1, 30, "document written")
+    # Redis lost its data (no persistence, a failover past the last writes): the queue's
+    # keys are gone, and with them the job; its document never got written.
+    keys = list(queue_view.client.scan_iter(f"{queue_view.base}:*"))
+    assert keys
+    queue_view.client.delete(*keys)
+    app_stack.query("DELETE FROM order_documents WHERE order_id = %s RETURNING order_id", (order,))
+
+    stack_now = {**app_stack.env, "RECONCILE_DOCUMENT_GRACE_SECONDS": "0"}
+    code, report = reconcile(dataclasses.replace(app_stack, env=stack_now))
+    assert code == 1
+    assert [(f["rule"], f["subject"]) for f in report["findings"]] == [
+        ("confirmed_order_has_document", f"order:{order}")
+    ]
+    assert report["document_jobs_requeued"] == 1
+    # The app's job relay puts the job on the queue again; the worker writes the document.
+    wait_for(lambda: len(documents(app_stack, order)) == 1, 30, "document written again")
+    code, report = reconcile(dataclasses.replace(app_stack, env=stack_now))
+    assert (code, report["findings"], report["document_jobs_requeued"]) == (0, [], 0), report
+    assert worker.process.alive()
 
 
 def test_jobs_on_sentinel_follow_a_failover(

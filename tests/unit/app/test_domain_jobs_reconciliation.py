@@ -20,6 +20,7 @@ from saga_service.domain.reconciliation import (
     check_order,
     check_sku,
     count_by_rule,
+    orders_without_document,
 )
 from saga_service.domain.saga import SagaState
 
@@ -158,3 +159,15 @@ def test_check_sorts_findings_and_counts_every_rule() -> None:
     assert counts[Rule.CONFIRMED_CHARGED_ONCE] == 1
     assert counts[Rule.STOCK_MATCHES_RESERVATIONS] == 1
     assert sum(counts.values()) == 2
+
+
+def test_the_orders_without_their_document_are_the_ones_asked_for_again() -> None:
+    first, second = uuid.UUID(int=1), uuid.UUID(int=2)
+    findings = [
+        Finding(Rule.CONFIRMED_HAS_DOCUMENT, f"order:{second}", "confirmed 400 s ago, no document"),
+        Finding(Rule.CONFIRMED_CHARGED_ONCE, f"order:{uuid.UUID(int=3)}", "payment missing"),
+        Finding(Rule.CONFIRMED_HAS_DOCUMENT, f"order:{first}", "confirmed 900 s ago, no document"),
+        Finding(Rule.STOCK_NOT_NEGATIVE, "sku:A", "available -1"),
+    ]
+    assert orders_without_document(findings) == [first, second]
+    assert orders_without_document([]) == []

@@ -146,3 +146,13 @@ def count_by_rule(findings: Iterable[Finding]) -> dict[Rule, int]:
     for finding in findings:
         counts[finding.rule] += 1
     return counts
+
+
+def orders_without_document(findings: list[Finding]) -> list[uuid.UUID]:
+    """The orders whose document job went missing (confirmed past the grace, no document):
+    the reconciliation asks for their jobs again."""
+    return sorted(
+        uuid.UUID(f.subject.removeprefix("order:"))
+        for f in findings
+        if f.rule is Rule.CONFIRMED_HAS_DOCUMENT
+    )

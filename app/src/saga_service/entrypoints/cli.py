@@ -276,6 +276,7 @@ async def reconcile(settings: Settings) -> int:
             {"rule": f.rule.value, "subject": f.subject, "detail": f.detail}
             for f in report.findings
         ],
+        "document_jobs_requeued": report.requeued,
     }
     print(json.dumps(summary), flush=True)
     return 0 if report.ok else RECONCILE_FOUND

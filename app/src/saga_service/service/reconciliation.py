@@ -1,5 +1,6 @@
 """One reconciliation run: read a snapshot, check the saga's invariants, store the findings
-(the latest run is what every worker exports as gauges), report."""
+(the latest run is what every worker exports as gauges), ask again for the document jobs
+that went missing, report."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from datetime import UTC, datetime
 
 from saga_service.adapters.postgres import reconciliation as store
 from saga_service.adapters.postgres.db import Pool
-from saga_service.domain.reconciliation import Finding, Rule, check, count_by_rule
+from saga_service.domain.reconciliation import (
+    Finding,
+    Rule,
+    check,
+    count_by_rule,
+    orders_without_document,
+)
 from saga_service.observability import metrics
 
 log = logging.getLogger(__name__)
@@ -22,6 +29,8 @@ class Report:
     skus: int
     findings: list[Finding]
     counts: dict[Rule, int]
+    # Document jobs asked for again (their job was lost with Redis's data, say).
+    requeued: int = 0
 
     @property
     def ok(self) -> bool:
@@ -44,6 +53,11 @@ async def reconcile(pool: Pool, *, document_grace_seconds: float) -> Report:
             counts=counts,
         )
     export(counts, datetime.now(UTC))
+    requeued = 0
+    if missing := orders_without_document(findings):
+        async with pool.connection() as conn, conn.transaction():
+            requeued = await store.requeue_document_jobs(conn, missing)
+        log.warning("document jobs asked for again", extra={"orders": requeued})
     for finding in findings:
         log.warning(
             "invariant broken",
@@ -53,7 +67,7 @@ async def reconcile(pool: Pool, *, document_grace_seconds: float) -> Report:
                 "detail": finding.detail,
             },
         )
-    return Report(run_id, len(orders), len(skus), findings, counts)
+    return Report(run_id, len(orders), len(skus), findings, counts, requeued)
 
 
 def export(counts: dict[Rule, int] | dict[str, int], finished_at: datetime | None) -> None:

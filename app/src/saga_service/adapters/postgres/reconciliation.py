@@ -4,10 +4,12 @@ check, and the run's findings (the latest run is what the gauges export)."""
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from saga_service.adapters.postgres.db import Conn
+from saga_service.domain.jobs import order_document_job
 from saga_service.domain.order import OrderStatus
 from saga_service.domain.payment import PaymentStatus
 from saga_service.domain.reconciliation import Finding, OrderFacts, Rule, SkuFacts
@@ -122,3 +124,26 @@ async def latest_run(conn: Conn) -> LatestRun | None:
     return LatestRun(
         int(row["id"]), row["finished_at"], {k: int(v) for k, v in row["counts"].items()}
     )
+
+
+async def requeue_document_jobs(conn: Conn, order_ids: list[uuid.UUID]) -> int:
+    """Ask again for the document jobs of these confirmed orders: a new job outbox row, or
+    the old one armed again, for the relays to put on the queue. Same job id as the first
+    time: a job still on the queue stays one job, and a second run's effect is a no-op."""
+    cur = await conn.execute(
+        "SELECT order_id, saga_id FROM orders WHERE order_id = ANY(%s) AND status = 'CONFIRMED'",
+        (order_ids,),
+    )
+    jobs = [order_document_job(r["order_id"], r["saga_id"]) for r in await cur.fetchall()]
+    if jobs:
+        await conn.execute(
+            "INSERT INTO job_outbox (job_id, job_name, payload)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::jsonb[])"
+            " ON CONFLICT (job_id) DO UPDATE SET enqueued_at = NULL",
+            (
+                [j.job_id for j in jobs],
+                [j.name for j in jobs],
+                [json.dumps(j.payload) for j in jobs],
+            ),
+        )
+    return len(jobs)
