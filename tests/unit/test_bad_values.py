@@ -521,16 +521,6 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     # background jobs: relations (templates/validate.yaml)
     (
-        "jobs autoscaling without jobs",
-        {"jobs.autoscaling.enabled": True},
-        ["jobs.autoscaling.enabled is true but jobs.enabled is false"],
-    ),
-    (
-        "jobs pdb without jobs",
-        {"jobs.pdb.enabled": True},
-        ["jobs.pdb.enabled is true but jobs.enabled is false"],
-    ),
-    (
         "jobs autoscaling min above max",
         {
             "jobs.enabled": True,

@@ -530,3 +530,13 @@ def test_a_reloadable_setting_restarts_the_workers_but_not_the_app() -> None:
 
     assert annotations({"config.logLevel": "DEBUG"}, APP) == annotations({}, APP)
     assert annotations({"config.logLevel": "DEBUG"}, WORKER) != annotations({}, WORKER)
+
+
+def test_jobs_off_turns_off_their_hpa_and_pdb_too() -> None:
+    """A profile that scales its workers (values/local.yaml) layered with jobs off."""
+    objects = render(
+        values={"jobs.enabled": False, "jobs.autoscaling.enabled": True, "jobs.pdb.enabled": True}
+    )
+    assert not find(objects, "HorizontalPodAutoscaler", f"{APP}-worker")
+    assert not find(objects, "PodDisruptionBudget", f"{APP}-worker")
+    assert not find(objects, "Deployment", f"{APP}-worker")
