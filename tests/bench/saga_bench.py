@@ -29,7 +29,6 @@ import csv
 import io
 import json
 import os
-import platform
 import random
 import re
 import subprocess
@@ -44,6 +43,7 @@ import httpx
 import psycopg
 from saga_loadgen.stats import percentile
 
+from tests.bench.machine import load_average, machine
 from tests.integration import services
 from tests.integration.app_processes import AppStack, make_stack
 
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     process_counts = [int(x) for x in args.processes.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    load_before = round(os.getloadavg()[0], 2)
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="saga-bench-") as tmp, contextlib.ExitStack() as es:
         base = Path(tmp)
         pg = es.enter_context(services.start_postgres(base / "postgres"))
@@ -436,14 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "id": str(uuid.uuid4()),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "loadavg_1m_before": load_before,
-            "loadavg_1m_after": round(os.getloadavg()[0], 2),
-            "note": "load average includes everything else running on the machine",
-        },
+        "machine": machine(load_before),
         "ceilings": {
             "pg_commits_per_s": round(commit_ceiling, 1),
             "pg_commit_method": "pgbench -c 16 -j 2, one-row INSERT per transaction",
