@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from redis.asyncio import Redis
 from saga_service.adapters.lock import LockService, lock_key
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.timeout(600)
 app_stack = app_processes.app_stack
 app_stack_factory = app_processes.app_stack_factory
 
+READ_ONLY_OUTAGE_SECONDS = 35.0
 FORWARD_STEPS = ("reserve_stock", "charge_payment", "confirm_order")
 
 
@@ -391,3 +393,72 @@ def test_sigterm_mid_run_hands_work_over_and_releases_locks(
     # Nothing is left locked: every holder released its SKU locks.
     client = redis.client()
     assert client.exists(lock_key("TERM-2")) == 0
+
+
+def test_an_address_leading_to_a_read_only_server_makes_the_app_unready_until_it_is_writable(
+    app_stack: AppStack, postgres: services.PostgresInstance
+) -> None:
+    """After a failover the database's address can lead to the demoted primary for a while
+    (a partitioned node's stale Service routes): its sessions read but cannot write. Here
+    the app's database turns read-only and its sessions end, as a demotion ends them. The
+    app must take no such session: not Ready, saying why, and no order half-taken; once the
+    address leads to a writable server again it serves, with no restart."""
+    (app,) = app_stack.start(1)
+    app_stack.set_stock("RO-1", 10)
+    place(app, "before-ro", "RO-1")
+    dbname = app_stack.env["DATABASE_NAME"]
+
+    def as_superuser(statement: sql.SQL | sql.Composed, params: tuple[str, ...] = ()) -> None:
+        with psycopg.connect(postgres.superuser_dsn, autocommit=True) as conn:
+            conn.execute(statement, params)
+
+    def readiness() -> httpx.Response:
+        return httpx.get(app.url + "/healthz/ready", timeout=5.0)
+
+    database = sql.Identifier(dbname)
+    outage_began = time.monotonic()
+    as_superuser(
+        sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(database)
+    )
+    as_superuser(
+        sql.SQL(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND application_name = 'saga-service'"
+        ),
+        (dbname,),
+    )
+
+    def refused_as_read_only() -> bool:
+        answer = readiness()
+        return answer.status_code == 503 and "read-only" in answer.json()["checks"]["postgres"]
+
+    # The ended sessions fail first (AdminShutdown); then every new one must be refused.
+    services.wait_until(
+        refused_as_read_only,
+        timeout=30,
+        what="readiness to name the read-only server",
+        process=app.process,
+    )
+    assert readiness().json()["failing"] == ["postgres"]
+    # The pool waits up to 10 s for a session it cannot have before the app answers 503.
+    with app.client(timeout=30) as client:
+        refused = client.post(
+            "/orders",
+            json={
+                "customer_id": "during-ro",
+                "items": [{"sku": "RO-1", "quantity": 1, "unit_price_cents": 100}],
+            },
+        )
+    assert refused.status_code == 503, refused.text
+    # An outage of this length takes the pool's retry delays, which double, past the 10 s
+    # a request waits for a connection: the pool must not still be waiting out its delay
+    # when the server is back.
+    time.sleep(max(0.0, READ_ONLY_OUTAGE_SECONDS - (time.monotonic() - outage_began)))
+
+    as_superuser(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(database))
+    services.wait_until(
+        app.ready, timeout=60, what="readiness once writable again", process=app.process
+    )
+    place(app, "after-ro", "RO-1")
+    app_stack.wait_all_final(timeout=60, expected=2)
+    assert app_stack.scalar("SELECT count(*) FROM orders WHERE customer_id = 'during-ro'") == 0

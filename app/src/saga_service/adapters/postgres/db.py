@@ -26,6 +26,14 @@ DEAD_PEER_DETECTION = {
     "tcp_user_timeout": "10000",
 }
 
+# Orders are writes: a session that cannot write is no connection at all. After a failover
+# the database's address can lead to the demoted primary for a while (a partitioned node's
+# stale Service routes, DNS caches), and a pool that kept such sessions would fail every
+# write on them while reads, and so readiness, went on working. libpq refuses them at
+# connect instead, naming why, and the pool tries again until the address leads to the
+# primary.
+PRIMARY_ONLY = {"target_session_attrs": "read-write"}
+
 
 def tls_options(settings: Settings) -> dict[str, str]:
     """sslmode, and the CA when one is set (verify-full then checks chain and host name)."""
@@ -46,6 +54,7 @@ def make_conninfo(settings: Settings, connect_timeout: int = 5) -> str:
         application_name="saga-service",
         connect_timeout=connect_timeout,
         **DEAD_PEER_DETECTION,
+        **PRIMARY_ONLY,
         # A frozen or partitioned process must not hold stock or saga row locks for long:
         # the server ends its transaction after 15 s idle. The server arms that timer only
         # once it has answered a Sync, so the app never pipelines (nor uses executemany,
@@ -67,6 +76,14 @@ async def connection_problem(settings: Settings, timeout: float) -> BaseExceptio
     return None
 
 
+# The pool retries a failed connection with a backoff that doubles without bound for
+# reconnect_timeout (5 min by default): after a minute-long outage its next attempt could
+# be a minute away, while readiness (which connects on its own) already said Ready and
+# every request waited for a connection the pool was not trying to make. Given up after
+# this long, an attempt is started afresh by the next request that needs a connection.
+RECONNECT_GIVE_UP_SECONDS = 10.0
+
+
 async def open_pool(settings: Settings) -> Pool:
     """Open the pool without waiting: readiness reports when Postgres answers."""
     pool: Pool = AsyncConnectionPool(
@@ -77,6 +94,7 @@ async def open_pool(settings: Settings) -> Pool:
         connection_class=AsyncConnection[DictRow],
         open=False,
         timeout=10.0,
+        reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
         name="saga",
     )
     await pool.open(wait=False)
@@ -91,7 +109,12 @@ def sqlalchemy_url(settings: Settings) -> URL:
         host=settings.database_host,
         port=settings.database_port,
         database=settings.database_name,
-        query={**tls_options(settings), **DEAD_PEER_DETECTION, "connect_timeout": "10"},
+        query={
+            **tls_options(settings),
+            **DEAD_PEER_DETECTION,
+            **PRIMARY_ONLY,
+            "connect_timeout": "10",
+        },
     )
 
 
