@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.chaos.faults import KINDS, Injected, Target, pods, readiness_of, wait_until
 from tests.chaos.history import (
     Fault,
@@ -40,6 +42,7 @@ from tests.e2e.cluster import (
     kubectl_json,
     ready_pods,
 )
+from tests.e2e.failover import patroni_config, patroni_members
 from tests.e2e.scaling import BACKLOG, EXTERNAL_API, quantity
 
 DRIVER = (Path(__file__).parent / "load_driver.py").read_text()
@@ -94,11 +97,13 @@ def applicable(kinds: Sequence[str], target: Target) -> list[str]:
 class Whole:
     """The release is whole: every node Ready, every pod of the release (finished or
     failed ones aside: a ReplicaSet keeps an evicted pod) Ready, the app Deployment at its
-    desired replicas, and every app pod saying that all its dependencies answer, so the
-    next fault does not begin while the last one is still being repaired."""
+    desired replicas, every app pod saying that all its dependencies answer, and
+    replicated PostgreSQL able to fail over again, so the next fault does not begin while
+    the last one is still being repaired."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
+        self._synchronous: bool | None = None
 
     def __call__(self) -> bool:
         for node in kubectl_json("get", "nodes")["items"]:
@@ -121,7 +126,29 @@ class Whole:
             return False
         app = ready_pods(self.target.namespace, self.target.app_selector)
         answers = readiness_of(self.target, [p["status"]["podIP"] for p in app])
-        return all((a["body"] or {}).get("status") == "ok" for a in answers.values())
+        if not all((a["body"] or {}).get("status") == "ok" for a in answers.values()):
+            return False
+        return self._postgres_can_fail_over()
+
+    def _postgres_can_fail_over(self) -> bool:
+        """Patroni's view, which no pod's readiness shows: a leader, every other server
+        streaming from it and, in synchronous mode, one registered as synchronous. For
+        some seconds after a primary restarts no standby is: Patroni would promote none
+        if the primary's node went then, and the next fault would be a second one."""
+        servers = pods(self.target, self.target.selector("postgresql"))
+        if len(servers) < 2:
+            return True
+        first = servers[0]["metadata"]["name"]
+        members = patroni_members(self.target.namespace, first)
+        roles = [m["Role"] for m in members]
+        if len(members) != len(servers) or roles.count("Leader") != 1:
+            return False
+        if any(m["State"] != "streaming" for m in members if m["Role"] != "Leader"):
+            return False
+        if self._synchronous is None:
+            config = yaml.safe_load(patroni_config(self.target.namespace, first))
+            self._synchronous = bool(config.get("synchronous_mode"))
+        return not self._synchronous or "Sync Standby" in roles
 
 
 def _condition(obj: dict[str, Any], kind: str) -> bool:

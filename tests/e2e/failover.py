@@ -125,3 +125,9 @@ def patroni_members(namespace: str, pod: str) -> list[dict[str, Any]]:
                   "-f", "json")  # fmt: skip
     listed: list[dict[str, Any]] = json.loads(out)
     return listed
+
+
+def patroni_config(namespace: str, pod: str) -> str:
+    """The cluster's dynamic configuration (YAML), as Patroni keeps it in its DCS."""
+    return kubectl("exec", "-n", namespace, pod, "-c", "postgresql", "--", *PATRONICTL,
+                   "show-config")  # fmt: skip
