@@ -70,9 +70,10 @@ mapfile -t pods < <("${K[@]}" -n "$ns" get pods -l "$app_sel" -o json 2>/dev/nul
 for p in d["items"]:
     if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])):
         print(p["metadata"]["name"])' 2>/dev/null || true)
-targets_up() { # every Ready app pod of $ns is up, with the ServiceMonitor labels
+targets_up() { # every Ready app pod of $ns is up, with the ServiceMonitor labels ($svc's
+  # targets only: the job workers' Service is scraped too)
   local up
-  up="$("${K[@]}" get --raw "${PROM}/api/v1/query?query=up%7Bnamespace%3D%22${ns}%22%7D" | json '
+  up="$("${K[@]}" get --raw "${PROM}/api/v1/query?query=up%7Bnamespace%3D%22${ns}%22%2Cservice%3D%22${svc}%22%7D" | json '
 for r in d["data"]["result"]:
     m = r["metric"]
     if r["value"][1] == "1" and m.get("service") and m.get("job") == m["service"] and m.get("endpoint") == "http":

@@ -51,6 +51,21 @@ def redis_cli(namespace: str, pod: str, container: str, *argv: str) -> str:
     return kubectl("exec", "-n", namespace, pod, "-c", container, "--", "redis-cli", *argv).strip()
 
 
+def sentinel_replica_priorities(namespace: str, sentinel_pod: str) -> dict[str, str]:
+    """Pod name -> replica priority, as the Sentinel in `sentinel_pod` last read them
+    (`SENTINEL REPLICAS`: one flat key, value list per replica, named `<pod>.<service>:port`)."""
+    lines = redis_cli(
+        namespace, sentinel_pod, "sentinel", "-p", "26379", "sentinel", "replicas", "mymaster"
+    ).splitlines()
+    replicas: list[dict[str, str]] = []
+    for key, value in zip(lines[::2], lines[1::2], strict=False):
+        if key == "name":
+            replicas.append({})
+        if replicas:
+            replicas[-1][key] = value
+    return {r["name"].split(".")[0]: r.get("slave-priority", "") for r in replicas}
+
+
 def move_redis_master_to(namespace: str, probe: str, node: str) -> str:
     """Makes the Redis pod on `node` the master (a Sentinel failover, with the other replica
     made unpromotable for it), so that one node loss takes both leaders."""
@@ -64,6 +79,15 @@ def move_redis_master_to(namespace: str, probe: str, node: str) -> str:
     for pod in bystanders:
         redis_cli(namespace, pod, "redis", "config", "set", "replica-priority", "0")
     try:
+        # A Sentinel reads a replica's priority from its INFO, every 10 s: a failover asked
+        # before it saw the new ones could still promote a bystander (seen once).
+        wait_for(
+            f"the Sentinel on {target} to see {bystanders} unpromotable",
+            lambda: all(
+                sentinel_replica_priorities(namespace, target).get(pod) == "0" for pod in bystanders
+            ),
+            timeout=60,
+        )
         failover = ["-p", "26379", "sentinel", "failover", "mymaster"]
         answer = redis_cli(namespace, target, "sentinel", *failover)
         assert answer == "OK", f"SENTINEL FAILOVER answered {answer!r}"
