@@ -241,6 +241,17 @@ def test_redis_sentinel_runs_beside_every_node() -> None:
     assert "sentinel resolve-hostnames yes" in scripts["sentinel.conf"]
     assert "sentinel monitor mymaster $master 6379 2" in scripts["start-sentinel.sh"]
     assert "sentinel announce-ip $me" in scripts["start-sentinel.sh"]
+    # Sentinel starts once the master answers (bounded), not on links the network refused
+    sentinel_start = scripts["start-sentinel.sh"]
+    wait = sentinel_start.index('redis-cli -t 1 -h "$master" -p 6379 ping')
+    assert '[ "$waited" -lt 20 ]' in sentinel_start
+    assert wait < sentinel_start.index('exec redis-sentinel "$conf"')
+    # and is restarted when it spins on such a link (over half its CPU limit between probes)
+    liveness = containers["sentinel"]["livenessProbe"]["exec"]["command"]
+    assert liveness == ["sh", "/etc/redis/sentinel-alive.sh"]
+    alive = scripts["sentinel-alive.sh"]
+    assert '[ "$(redis-cli -p 26379 ping)" = PONG ] || exit 1' in alive
+    assert "limit=$((quota * 500 / period))" in alive
     # the node finds the current master through the Sentinels; node 0 only for a new cluster
     start = scripts["start-redis.sh"]
     assert 'master="$(current_master)"' in start
