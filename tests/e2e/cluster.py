@@ -88,10 +88,15 @@ def install_values(*profiles: str) -> list[str]:
     files = ["-f", str(VALUES / "local.yaml")]
     for profile in profiles:
         files += ["-f", str(VALUES / profile)]
+    return files + image_overlay()
+
+
+def image_overlay() -> list[str]:
+    """The offline images overlay when the cluster runs locally built images, else nothing."""
     overlay = VALUES / "offline-images.yaml"
     if os.environ.get("SAGA_STACK_IMAGES", "offline") == "offline" and overlay.is_file():
-        files += ["-f", str(overlay)]
-    return files
+        return ["-f", str(overlay)]
+    return []
 
 
 _FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from tests.e2e.cluster import CHART, RELEASE, CommandFailed, helm, kubectl
@@ -60,10 +60,12 @@ def installed_release(
     release: str = RELEASE,
     prefix: str = "saga-e2e",
     keep: bool = False,
+    prepare: Callable[[str], None] | None = None,
 ) -> Iterator[str]:
     """Yields the namespace of a release: installed there from `values` (helm arguments,
     e.g. install_values(...)) in a new namespace, or, with values None, the release already
-    in `namespace`, left as it is."""
+    in `namespace`, left as it is. `prepare(namespace)` runs before the install (to create
+    what a user creates beforehand: a Secret, a CA)."""
     if values is None:
         if namespace is None:
             raise ValueError("name the namespace of an installed release, or values to install")
@@ -74,6 +76,8 @@ def installed_release(
     ACTIVE.add(name)
     try:
         try:
+            if prepare is not None:
+                prepare(name)
             helm(
                 "install", release, str(CHART), "-n", name, *values,
                 "--wait", "--wait-for-jobs", "--timeout", "15m",

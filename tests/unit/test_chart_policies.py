@@ -13,6 +13,7 @@ from helm import (
     CHART,
     PROFILES,
     RELEASE,
+    REPO_ROOT,
     Manifest,
     find,
     helm,
@@ -406,6 +407,16 @@ def test_notes_tell_how_to_reach_the_app() -> None:
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert "port-forward service/saga-saga-stack" in notes
     assert "http://saga.local/" in notes
+
+
+def test_notes_tell_how_to_find_why_external_services_refuse_the_app() -> None:
+    production = str(REPO_ROOT / "values" / "production.yaml")
+    proc = helm("install", RELEASE, str(CHART), "--dry-run=client", "-n", "shop", "-f", production)
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "logs deployment/saga-saga-stack | grep misconfigured" in notes
+    assert "logs job/saga-saga-stack-migrate" in notes
+    bundled = helm("install", RELEASE, str(CHART), "--dry-run=client", "-n", "shop")
+    assert "misconfigured" not in bundled.stdout.split("NOTES:", 1)[1]
 
 
 def test_chart_works_as_a_subchart_of_a_bigger_umbrella(tmp_path: Any) -> None:

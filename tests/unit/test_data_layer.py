@@ -624,3 +624,23 @@ def test_the_production_profile_verifies_every_service_against_its_ca_bundle() -
         "name": "ca-bundle",
         "configMap": {"name": "saga-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]},
     } in volumes
+
+
+def test_the_production_profile_bundles_no_data_layer_and_speaks_no_plaintext() -> None:
+    objects = tuple(render([REPO_ROOT / "values" / "production.yaml"]))
+    bundled = {
+        f"{o['kind']}/{o['metadata']['name']}"
+        for o in objects
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/name")
+        in ("postgresql", "redis", "kafka")
+    }
+    assert not bundled, f"the production profile renders bundled services: {bundled}"
+    config = app_config(objects)
+    assert config["DATABASE_SSLMODE"] == "verify-full"
+    assert config["REDIS_TLS"] == "true"
+    assert config["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    # The app's egress: DNS and the three services' ports, nothing else.
+    policy = one(objects, "NetworkPolicy", "saga-saga-stack-app")
+    ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
+    assert ports == {53, 5432, 6380, 9096}

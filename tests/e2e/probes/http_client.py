@@ -14,14 +14,16 @@ import urllib.request
 from typing import Any
 
 BASE = ""  # the app Service's URL
+TOKEN = ""  # a bearer token for the writes, when the release has apiAuth on
 
 
 def call(method: str, path: str, body: Any = None) -> tuple[int, Any, dict[str, str]]:
     """(status, parsed JSON body, headers) of one request; an HTTP error is an answer too."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        BASE + path, data=data, method=method, headers={"content-type": "application/json"}
-    )
+    headers = {"content-type": "application/json"}
+    if TOKEN:
+        headers["authorization"] = "Bearer " + TOKEN
+    req = urllib.request.Request(BASE + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read() or b"null"), dict(resp.headers)
