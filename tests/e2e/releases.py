@@ -61,11 +61,14 @@ def installed_release(
     prefix: str = "saga-e2e",
     keep: bool = False,
     prepare: Callable[[str], None] | None = None,
+    wait_for_removal: bool = True,
 ) -> Iterator[str]:
     """Yields the namespace of a release: installed there from `values` (helm arguments,
     e.g. install_values(...)) in a new namespace, or, with values None, the release already
     in `namespace`, left as it is. `prepare(namespace)` runs before the install (to create
-    what a user creates beforehand: a Secret, a CA)."""
+    what a user creates beforehand: a Secret, a CA). Removal is waited for, so that it does
+    not compete with the next test for the two cores, unless `wait_for_removal` is False
+    (a release removed when nothing runs after it)."""
     if values is None:
         if namespace is None:
             raise ValueError("name the namespace of an installed release, or values to install")
@@ -89,5 +92,8 @@ def installed_release(
     finally:
         ACTIVE.discard(name)
         if not (keep or keep_requested()):
-            helm("uninstall", release, "-n", name, "--wait", "--timeout", "5m", check=False)
-            kubectl("delete", "namespace", name, "--timeout=5m", check=False, timeout=320)
+            if wait_for_removal:
+                helm("uninstall", release, "-n", name, "--wait", "--timeout", "5m", check=False)
+                kubectl("delete", "namespace", name, "--timeout=5m", check=False, timeout=320)
+            else:
+                kubectl("delete", "namespace", name, "--wait=false", check=False)
