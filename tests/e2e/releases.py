@@ -92,8 +92,18 @@ def installed_release(
     finally:
         ACTIVE.discard(name)
         if not (keep or keep_requested()):
-            if wait_for_removal:
-                helm("uninstall", release, "-n", name, "--wait", "--timeout", "5m", check=False)
-                kubectl("delete", "namespace", name, "--timeout=5m", check=False, timeout=320)
-            else:
-                kubectl("delete", "namespace", name, "--wait=false", check=False)
+            remove(release, name, wait=wait_for_removal)
+
+
+def remove(release: str, namespace: str, *, wait: bool = True) -> None:
+    """Uninstalls and deletes the namespace. The pods get 1 s to stop: their data goes with
+    them, and a graceful stop of a whole replicated set is slow for nothing (the last
+    Kafka brokers wait out their grace period for a controlled shutdown no quorum can
+    acknowledge)."""
+    helm("uninstall", release, "-n", namespace, check=False)
+    kubectl("delete", "pods", "--all", "-n", namespace, "--grace-period=1", "--wait=false",
+            check=False)  # fmt: skip
+    if wait:
+        kubectl("delete", "namespace", namespace, "--timeout=5m", check=False, timeout=320)
+    else:
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -22,7 +22,10 @@ from psycopg.rows import dict_row
 from redis.asyncio import Redis
 from saga_service.adapters.lock import LockService, lock_key
 from saga_service.adapters.postgres import commands
-from saga_service.adapters.postgres.db import make_conninfo
+from saga_service.adapters.postgres.db import make_conninfo, open_pool
+from saga_service.domain.order import OrderItem
+from saga_service.observability import metrics
+from saga_service.service.orchestrator import SagaExecutor
 from saga_service.settings import Settings
 
 from tests.integration import app_processes, services
@@ -462,3 +465,56 @@ def test_an_address_leading_to_a_read_only_server_makes_the_app_unready_until_it
     place(app, "after-ro", "RO-1")
     app_stack.wait_all_final(timeout=60, expected=2)
     assert app_stack.scalar("SELECT count(*) FROM orders WHERE customer_id = 'during-ro'") == 0
+
+
+def test_an_order_whose_session_ends_under_it_is_stored_once_on_a_new_one(
+    app_stack: AppStack, redis: services.RedisInstance, postgres: services.PostgresInstance
+) -> None:
+    """A PostgreSQL failover or switchover ends every session to the old primary, and the
+    next statement on each pooled connection fails. The order is stored again on a new
+    connection instead of the client getting a 503, and stored once."""
+    app_stack.query("INSERT INTO stock (sku, available) VALUES ('LOST-1', 5) RETURNING sku")
+    fields: dict[str, Any] = {k.lower(): v for k, v in app_stack.env.items() if k.isupper()}
+    settings = Settings(**fields)
+
+    async def place_after_sessions_end() -> tuple[uuid.UUID, float]:
+        pool = await open_pool(settings)
+        try:
+            await pool.wait(timeout=30)
+            async with await AsyncConnection.connect(postgres.superuser_dsn) as admin:
+                await admin.set_autocommit(True)
+                await admin.execute(
+                    # With a timeout it returns once the backends are gone.
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                    " WHERE datname = %s AND application_name = 'saga-service'",
+                    (settings.database_name,),
+                )
+            r = Redis(host=redis.host, port=redis.port, password=redis.password)
+            locks = LockService(r, ttl_ms=30000, acquire_timeout_ms=5000)
+            executor = SagaExecutor(
+                pool,
+                locks,
+                instance_id="session-lost",
+                consumer_name="session-lost",
+                lease_seconds=30,
+                max_items=10,
+            )
+            before = metrics.ORDER_STORE_RETRIES._value.get()
+            placed = await executor.place_order("session-lost", [OrderItem("LOST-1", 1, 100)])
+            await r.aclose()
+            return placed.order_id, metrics.ORDER_STORE_RETRIES._value.get() - before
+        finally:
+            await pool.close()
+
+    order_id, retries = asyncio.run(place_after_sessions_end())
+    assert retries >= 1, "no pooled session had ended: the test proved nothing"
+    stored = app_stack.scalar("SELECT count(*) FROM orders WHERE order_id = %s", (order_id,))
+    assert stored == 1
+    assert (
+        app_stack.scalar(
+            "SELECT count(*) FROM outbox WHERE saga_id IN "
+            "(SELECT saga_id FROM orders WHERE order_id = %s)",
+            (order_id,),
+        )
+        == 1
+    )

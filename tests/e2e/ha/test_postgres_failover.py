@@ -20,12 +20,13 @@ from tests.chaos.faults import docker, node_running
 from tests.e2e.cluster import kubectl, kubectl_json, wait_for
 from tests.e2e.failover import (
     POSTGRES_SELECTOR,
-    REDIS_SELECTOR,
+    move_redis_master_to,
     patroni_members,
     postgres_pod_with_ip,
     postgres_primary_ip,
     record,
     redis_master_pod,
+    release_healthy,
     start_sagas,
 )
 
@@ -34,72 +35,6 @@ def start_node(node: str) -> bool:
     if not node_running(node):
         docker("start", node)
     return node_running(node)
-
-
-def release_healthy(namespace: str) -> bool:
-    """Every StatefulSet and Deployment of the release has all its pods Ready again."""
-    sets = kubectl_json("get", "statefulsets,deployments", "-n", namespace)["items"]
-    return all(s["status"].get("readyReplicas", 0) == s["spec"]["replicas"] for s in sets)
-
-
-def redis_pods_by_node(namespace: str) -> dict[str, str]:
-    pods = kubectl_json("get", "pods", "-n", namespace, "-l", REDIS_SELECTOR)["items"]
-    return {p["spec"]["nodeName"]: p["metadata"]["name"] for p in pods}
-
-
-def redis_cli(namespace: str, pod: str, container: str, *argv: str) -> str:
-    return kubectl("exec", "-n", namespace, pod, "-c", container, "--", "redis-cli", *argv).strip()
-
-
-def sentinel_replica_priorities(namespace: str, sentinel_pod: str) -> dict[str, str]:
-    """Pod name -> replica priority, as the Sentinel in `sentinel_pod` last read them
-    (`SENTINEL REPLICAS`: one flat key, value list per replica, named `<pod>.<service>:port`)."""
-    lines = redis_cli(
-        namespace, sentinel_pod, "sentinel", "-p", "26379", "sentinel", "replicas", "mymaster"
-    ).splitlines()
-    replicas: list[dict[str, str]] = []
-    for key, value in zip(lines[::2], lines[1::2], strict=False):
-        if key == "name":
-            replicas.append({})
-        if replicas:
-            replicas[-1][key] = value
-    return {r["name"].split(".")[0]: r.get("slave-priority", "") for r in replicas}
-
-
-def move_redis_master_to(namespace: str, probe: str, node: str) -> str:
-    """Makes the Redis pod on `node` the master (a Sentinel failover, with the other replica
-    made unpromotable for it), so that one node loss takes both leaders."""
-    by_node = redis_pods_by_node(namespace)
-    target = by_node[node]
-    if redis_master_pod(namespace, probe) == target:
-        return target
-    others = [pod for n, pod in by_node.items() if n != node]
-    master = redis_master_pod(namespace, probe)
-    bystanders = [pod for pod in others if pod != master]
-    for pod in bystanders:
-        redis_cli(namespace, pod, "redis", "config", "set", "replica-priority", "0")
-    try:
-        # A Sentinel reads a replica's priority from its INFO, every 10 s: a failover asked
-        # before it saw the new ones could still promote a bystander (seen once).
-        wait_for(
-            f"the Sentinel on {target} to see {bystanders} unpromotable",
-            lambda: all(
-                sentinel_replica_priorities(namespace, target).get(pod) == "0" for pod in bystanders
-            ),
-            timeout=60,
-        )
-        failover = ["-p", "26379", "sentinel", "failover", "mymaster"]
-        answer = redis_cli(namespace, target, "sentinel", *failover)
-        assert answer == "OK", f"SENTINEL FAILOVER answered {answer!r}"
-        wait_for(
-            f"{target} to be the Redis master",
-            lambda: redis_master_pod(namespace, probe) == target,
-            timeout=90,
-        )
-    finally:
-        for pod in bystanders:
-            redis_cli(namespace, pod, "redis", "config", "set", "replica-priority", "100")
-    return target
 
 
 def test_ha_release_runs_three_postgres_servers_one_per_node(ha_release: str) -> None:

@@ -8,6 +8,10 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 _E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 SAGAS_STARTED = Counter("saga_started_total", "Sagas started (orders accepted).")
+ORDER_STORE_RETRIES = Counter(
+    "saga_order_store_retries_total",
+    "Orders stored again on a new connection after their PostgreSQL session ended.",
+)
 SAGAS_COMPLETED = Counter("saga_completed_total", "Sagas that ended COMPLETED (order confirmed).")
 SAGAS_COMPENSATED = Counter(
     "saga_compensated_total", "Sagas that ended COMPENSATED (order cancelled)."

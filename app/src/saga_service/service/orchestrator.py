@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import logging
 import time
 import uuid
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from saga_service.adapters.lock import LockService
 from saga_service.adapters.postgres import commands
 from saga_service.adapters.postgres.commands import FencingRejected, SagaRow
-from saga_service.adapters.postgres.db import Conn, Pool
+from saga_service.adapters.postgres.db import Conn, Pool, session_lost
 from saga_service.domain import order as order_domain
 from saga_service.domain.events import SagaEvent
 from saga_service.domain.jobs import order_document_job
@@ -42,6 +43,11 @@ from saga_service.observability import metrics, tracing
 log = logging.getLogger(__name__)
 
 FENCING_RETRIES = 5
+# A PostgreSQL failover or switchover ends every session to the old primary, and the next
+# statement on each pooled connection fails. An order is then stored again on a new
+# connection (the pool waits for the new primary) for up to this long, so that a client
+# sees a slower answer instead of a 503; a client's timeout is usually 10 s or more.
+ORDER_STORE_RETRY_SECONDS = 8.0
 
 
 class UnknownSku(Exception):
@@ -98,31 +104,58 @@ class SagaExecutor:
         items = order_domain.validate_items(items, self.max_items)
         order_id, saga_id = uuid.uuid4(), uuid.uuid4()
         with tracing.bound(saga_id=str(saga_id), order_id=str(order_id)):
-            async with self.pool.connection() as conn, conn.transaction():
-                known = await commands.existing_skus(conn, [i.sku for i in items])
-                unknown = sorted({i.sku for i in items} - known)
-                if unknown:
-                    raise UnknownSku(unknown)
-                event = SagaEvent(
-                    uuid.uuid4(), INITIAL_EVENT, saga_id, order_id, SagaState.RESERVING_STOCK
-                )
-                await commands.insert_order(
-                    conn,
-                    order_id=order_id,
-                    saga_id=saga_id,
-                    customer_id=customer_id,
-                    items=items,
-                    total_cents=order_domain.order_total_cents(items),
-                    correlation_id=tracing.correlation_var.get(),
-                    traceparent=tracing.current_traceparent(),
-                    lease_seconds=self.lease_seconds,
-                    owner=self.instance_id,
-                )
-                await commands.insert_outbox(conn, event, _headers())
+            deadline = time.monotonic() + ORDER_STORE_RETRY_SECONDS
+            for attempt in itertools.count():
+                try:
+                    await self._store_order(order_id, saga_id, customer_id, items, attempt > 0)
+                    break
+                except Exception as exc:
+                    if not session_lost(exc) or time.monotonic() >= deadline:
+                        raise
+                    log.warning(
+                        "order store interrupted: the session ended; retrying",
+                        extra={"error": repr(exc), "attempt": attempt + 1},
+                    )
+                    metrics.ORDER_STORE_RETRIES.inc()
+                    await asyncio.sleep(min(0.1 * (attempt + 1), 1.0))
             metrics.SAGAS_STARTED.inc()
             log.info("order placed", extra={"items": len(items)})
         self.on_outbox_write()
         return PlacedOrder(order_id, saga_id)
+
+    async def _store_order(
+        self,
+        order_id: uuid.UUID,
+        saga_id: uuid.UUID,
+        customer_id: str,
+        items: list[OrderItem],
+        retry: bool,
+    ) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            # A session lost at COMMIT leaves it unknown whether the order was stored: a
+            # retry looks first (on the new primary, which holds every acknowledged commit).
+            if retry and await commands.order_exists(conn, order_id):
+                return
+            known = await commands.existing_skus(conn, [i.sku for i in items])
+            unknown = sorted({i.sku for i in items} - known)
+            if unknown:
+                raise UnknownSku(unknown)
+            event = SagaEvent(
+                uuid.uuid4(), INITIAL_EVENT, saga_id, order_id, SagaState.RESERVING_STOCK
+            )
+            await commands.insert_order(
+                conn,
+                order_id=order_id,
+                saga_id=saga_id,
+                customer_id=customer_id,
+                items=items,
+                total_cents=order_domain.order_total_cents(items),
+                correlation_id=tracing.correlation_var.get(),
+                traceparent=tracing.current_traceparent(),
+                lease_seconds=self.lease_seconds,
+                owner=self.instance_id,
+            )
+            await commands.insert_outbox(conn, event, _headers())
 
     async def set_stock(self, sku: str, quantity: int) -> StockLevel:
         order_domain.validate_sku(sku)

@@ -73,6 +73,11 @@ async def existing_skus(conn: Conn, skus: list[str]) -> set[str]:
     return {row["sku"] for row in await cur.fetchall()}
 
 
+async def order_exists(conn: Conn, order_id: uuid.UUID) -> bool:
+    cur = await conn.execute("SELECT 1 FROM orders WHERE order_id = %s", (order_id,))
+    return await cur.fetchone() is not None
+
+
 async def insert_order(
     conn: Conn,
     *,

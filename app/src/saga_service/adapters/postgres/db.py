@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from psycopg import AsyncConnection, conninfo
+from psycopg import AsyncConnection, OperationalError, conninfo
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy.engine import URL
 
 from saga_service.settings import Settings
@@ -99,6 +99,14 @@ async def open_pool(settings: Settings) -> Pool:
     )
     await pool.open(wait=False)
     return pool
+
+
+def session_lost(exc: BaseException) -> bool:
+    """The session ended under the statement (the server stopped, failed over or was cut
+    off), as opposed to a statement the server refused: whatever the transaction had not
+    committed is gone, so it can be run again on a new connection. A pool that waited its
+    full timeout for a connection is not counted: the wait is already spent."""
+    return isinstance(exc, OperationalError) and not isinstance(exc, PoolTimeout)
 
 
 def sqlalchemy_url(settings: Settings) -> URL:
