@@ -204,3 +204,22 @@ def move_redis_master_to(namespace: str, probe: str, node: str) -> str:
         for pod in bystanders:
             redis_cli(namespace, pod, "redis", "config", "set", "replica-priority", "100")
     return target
+
+
+def switch_postgres_primary_to(namespace: str, member: str) -> None:
+    """A planned switchover (Patroni's) to `member`, which must be the synchronous standby
+    in synchronous mode; returns once the primary Service names it."""
+    listed = patroni_members(namespace, member)
+    leader = next(m["Member"] for m in listed if m["Role"] == "Leader")
+    if leader == member:
+        return
+    kubectl(
+        "exec", "-n", namespace, member, "-c", "postgresql", "--", *PATRONICTL,
+        "switchover", "--leader", leader, "--candidate", member, "--force",
+    )  # fmt: skip
+    target_ip = kubectl_json("get", "pod", "-n", namespace, member)["status"]["podIP"]
+    wait_for(
+        f"the primary Service on {member}",
+        lambda: postgres_primary_ip(namespace) == target_ip,
+        timeout=120,
+    )

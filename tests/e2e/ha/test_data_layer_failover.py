@@ -45,7 +45,7 @@ def test_losing_the_redis_master_mid_run_promotes_a_replica_without_oversell(
     ha_release: str, ha_client: str, probe: str
 ) -> None:
     stock, count = 40, 70
-    lock_probe = InClusterProcess(ha_release, probe, PROBE, "--only", "lock", "--seconds", "75")
+    lock_probe = InClusterProcess(ha_release, probe, PROBE, "--only", "lock", "--seconds", "45")
     lock_probe.wait_line("a first lock", lambda line: line.get("ok") is True, timeout=60)
     driver = start_sagas(ha_release, ha_client, "ha-redis-sku", stock, count)
 
@@ -87,7 +87,7 @@ def test_losing_a_kafka_broker_mid_run_loses_no_event(
 ) -> None:
     count = 60
     produce_probe = InClusterProcess(
-        ha_release, probe, PROBE, "--only", "produce", "--seconds", "75", "--read-back"
+        ha_release, probe, PROBE, "--only", "produce", "--seconds", "45", "--read-back"
     )
     produce_probe.wait_line("a first produce", lambda line: line.get("ok") is True, timeout=90)
     driver = start_sagas(ha_release, ha_client, "ha-kafka-sku", 1000, count)
