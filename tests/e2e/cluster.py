@@ -142,6 +142,17 @@ def ready_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
 APP_SELECTOR = "app.kubernetes.io/name=saga-stack,app.kubernetes.io/component=app"
 
 
+def pod_manifest(
+    namespace: str, name: str, labels: dict[str, str], spec: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": spec,
+    }
+
+
 def client_pod(
     namespace: str,
     name: str,
@@ -163,15 +174,11 @@ def client_pod(
             "nodeSelector": {role: ""},
             "tolerations": [{"key": role, "operator": "Exists", "effect": "NoSchedule"}],
         }
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"saga-stack.io/e2e-client": "true", **(labels or {})},
-        },
-        "spec": {
+    manifest = pod_manifest(
+        namespace,
+        name,
+        {"saga-stack.io/e2e-client": "true", **(labels or {})},
+        {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 1,
             **placement,
@@ -195,7 +202,7 @@ def client_pod(
                 }
             ],
         },
-    }
+    )
     kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
     kubectl(
         "wait",

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.cluster import CHART, VALUES, CommandFailed, kubectl, wait_for
+from tests.e2e.cluster import CHART, VALUES, CommandFailed, kubectl, pod_manifest, wait_for
 from tests.e2e.releases import dump_diagnostics, keep_requested
 from tests.integration.services.tls import CertificateAuthority, make_ca
 
@@ -117,11 +117,11 @@ def _pod(
     }
     if args:
         container["args"] = args
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"managed-service": name}},
-        "spec": {
+    return pod_manifest(
+        namespace,
+        name,
+        {"managed-service": name},
+        {
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 2,
             "securityContext": {
@@ -137,7 +137,7 @@ def _pod(
             ]
             + [{"name": "scratch", "emptyDir": {}}],
         },
-    }
+    )
 
 
 def _manifests(services: ManagedServices) -> list[dict[str, Any]]:

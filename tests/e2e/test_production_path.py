@@ -25,6 +25,7 @@ from tests.e2e.cluster import (
     in_cluster,
     kubectl,
     kubectl_json,
+    pod_manifest,
     ready_pods,
     wait_for,
 )
@@ -194,16 +195,9 @@ def misconfigured_pod(namespace: str, case: str, change: dict[str, Any]) -> str:
             config_map["name"] = change["configmaps"][config_map["name"]]
     labels = {k: v for k, v in template["metadata"]["labels"].items() if k != "pod-template-hash"}
     name = f"misconfigured-{case}"
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {**labels, "app.kubernetes.io/component": "misconfigured-check"},
-        },
-        "spec": spec,
-    }
+    manifest = pod_manifest(
+        namespace, name, {**labels, "app.kubernetes.io/component": "misconfigured-check"}, spec
+    )
     kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
     return name
 
