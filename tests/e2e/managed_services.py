@@ -309,4 +309,7 @@ def managed_services(workdir: Path) -> Iterator[ManagedServices]:
         yield services
     finally:
         if not keep_requested():
-            kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+            # Waited for, as every release's removal is: the next test starts on a settled cluster.
+            kubectl("delete", "pods", "--all", "-n", namespace, "--grace-period=1", "--wait=false",
+                    check=False)  # fmt: skip
+            kubectl("delete", "namespace", namespace, "--timeout=5m", check=False, timeout=320)
