@@ -13,11 +13,12 @@ source "$repo/ci/lib.sh"
 usage() {
   cat <<EOF
 Usage: ci/up.sh [--mode auto|offline|online] [--no-install] [--no-monitoring]
-                [--release NAME] [--namespace NS]
+                [--no-ingress] [--release NAME] [--namespace NS]
 
 Brings up a 1 control-plane + 2 worker Kubernetes cluster (creating it when
-none is running), then (offline) the monitoring stack, then installs the chart
-with values/local.yaml and waits until every workload is Ready.
+none is running), then (offline) the monitoring stack, then the ingress
+controller, then installs the chart with values/local.yaml and waits until every
+workload is Ready. The app is then at http://saga.localhost:8080/ (HTTPS: 8443).
 
   --mode offline   build every binary and image here from package registries
                    (Debian, Go module proxy, PyPI, Maven Central): ci/cluster/, ci/images/
@@ -26,6 +27,8 @@ with values/local.yaml and waits until every workload is Ready.
   --no-install     cluster, images and monitoring only, no release (the e2e tier installs its own)
   --no-monitoring  offline: skip Prometheus + prometheus-adapter (ci/monitoring/up.sh),
                    which serve the backlog metric the chart's HPA scales on
+  --no-ingress     skip Traefik, the Ingress and Gateway API controller that serves
+                   the release on 127.0.0.1 (ci/ingress/up.sh)
   --release NAME   Helm release name (default saga)
   --namespace NS   namespace of the release (default saga)
 
@@ -36,12 +39,13 @@ Tear down: make down.
 EOF
 }
 
-mode=${SAGA_STACK_MODE:-auto} no_install=0 monitoring=1 release=saga namespace=saga
+mode=${SAGA_STACK_MODE:-auto} no_install=0 monitoring=1 ingress=1 release=saga namespace=saga
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --mode) mode=${2:?--mode needs a value}; shift ;;
     --no-install) no_install=1 ;;
     --no-monitoring) monitoring=0 ;;
+    --no-ingress) ingress=0 ;;
     --release) release=${2:?--release needs a value}; shift ;;
     --namespace) namespace=${2:?--namespace needs a value}; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -97,6 +101,10 @@ if [[ "$mode" == offline ]]; then
     step "monitoring: Prometheus + prometheus-adapter (external metrics API for the HPA)"
     "$repo/ci/monitoring/up.sh" --kubeconfig "$cluster_kubeconfig"
   fi
+  if [[ $ingress == 1 ]]; then
+    step "ingress: Traefik (Ingress and Gateway API) on 127.0.0.1"
+    "$repo/ci/ingress/up.sh" --kubeconfig "$cluster_kubeconfig"
+  fi
   values=(-f "$repo/values/local.yaml" -f "$repo/values/offline-images.yaml")
 else
   command -v kind >/dev/null || die "online mode needs kind on PATH"
@@ -115,6 +123,10 @@ else
   values=(-f "$repo/values/local.yaml")
   command -v kubectl >/dev/null || die "online mode needs kubectl on PATH"
   [[ $monitoring == 1 ]] && step "monitoring: not installed online; for the backlog metric see ci/monitoring/README.md"
+  if [[ $ingress == 1 ]]; then
+    step "ingress: Traefik (Ingress and Gateway API) on 127.0.0.1, upstream image"
+    "$repo/ci/ingress/up.sh" --kubeconfig "$cluster_kubeconfig" --image "traefik:${TRAEFIK_VERSION}"
+  fi
 fi
 
 step "kubeconfig -> $kube_dir/config (context saga-stack)"

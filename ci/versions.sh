@@ -33,6 +33,13 @@ PROMETHEUS_IMAGE_TAG=2.53-trixie
 # the Go module proxy by ci/cluster/build-addons.sh, image
 # saga-stack.local/prometheus-adapter:<this version> by ci/images/build.sh.
 PROMETHEUS_ADAPTER_VERSION=v0.12.0
+# The ingress and Gateway API controller (ci/ingress/): Traefik built from the Go module
+# proxy by ci/cluster/build-addons.sh (the newest release whose whole module graph the
+# proxy serves), image saga-stack.local/traefik:<this version>; online, the upstream image.
+TRAEFIK_VERSION=v3.6.12
+# The Gateway API CRDs installed in the cluster: the version this Traefik implements
+# (its go.mod), standard channel, from that module's zip.
+TRAEFIK_GATEWAY_API_VERSION=v1.4.0
 # Online path (stock kind with upstream images; kind >= 0.31). Not exercised on
 # our registry-less CI machines.
 KIND_NODE_TAG=v1.35.0

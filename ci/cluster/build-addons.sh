@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Build cluster add-on binaries (metrics-server, local-path-provisioner, CNI candidates,
-# prometheus-adapter for ci/monitoring/)
+# prometheus-adapter for ci/monitoring/, Traefik for ci/ingress/)
 # from the Go module proxy, one at a time, niced.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # name|module|version|package|extra go build flags|replaces (space-separated old=new@ver)
+# A package that starts with ./ is built inside the module itself, as its main module:
+# for modules whose go.mod has replace directives (a dependent's `go get` ignores them).
 # cilium: its pinned gobgp pseudo-version is refused by the proxy here (403), so the
 # nearest release is substituted.
 RECIPES=(
@@ -14,6 +16,7 @@ RECIPES=(
   "crictl|sigs.k8s.io/cri-tools|v1.37.0|sigs.k8s.io/cri-tools/cmd/crictl|"
   "kube-router|github.com/cloudnativelabs/kube-router/v2|v2.1.0|github.com/cloudnativelabs/kube-router/v2/cmd/kube-router|"
   "prometheus-adapter|sigs.k8s.io/prometheus-adapter|${PROMETHEUS_ADAPTER_VERSION}|sigs.k8s.io/prometheus-adapter/cmd/adapter|"
+  "traefik|github.com/traefik/traefik/v3|${TRAEFIK_VERSION}|./cmd/traefik|"
 )
 
 usage() {
@@ -44,7 +47,16 @@ for n in "${names[@]}"; do
   [[ $print_path == 1 ]] && { echo "$out"; continue; }
   [[ -x "$out" ]] && { log "$n: cached ($out)"; continue; }
   mkdir -p "$d/bin"
-  if [[ ! -f "$d/go.mod" ]]; then
+  if [[ "$pkg" == ./* ]]; then
+    # the module's own tree (read-only in the module cache) copied to a writable place
+    if [[ ! -f "$d/src/go.mod" ]]; then
+      log "$n: downloading ${mod}@${ver}"
+      src="$(GOFLAGS='' go mod download -json "${mod}@${ver}" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+      [[ -n "$src" && -f "$src/go.mod" ]] || die "cannot download ${mod}@${ver} from the Go module proxy"
+      rm -rf "$d/src.tmp" && cp -r "$src" "$d/src.tmp" && chmod -R u+w "$d/src.tmp" && mv "$d/src.tmp" "$d/src"
+    fi
+    d="$d/src"
+  elif [[ ! -f "$d/go.mod" ]]; then
     log "$n: resolving ${mod}@${ver}"
     (cd "$d" && GOFLAGS='' go mod init "saga-stack.local/addon-${n}" >/dev/null 2>&1 && GOFLAGS=-mod=mod go get "${mod}@${ver}") \
       || { rm -f "$d/go.mod"; die "cannot resolve ${mod}@${ver} from the Go module proxy"; }

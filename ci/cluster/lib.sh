@@ -22,6 +22,14 @@ source "${CLUSTER_DIR}/../versions.sh"
 # Run-time state (dockerd log, pid, data) lives here.
 : "${CLUSTER_STATE:=/var/tmp/saga-stack-cluster}"
 
+# kind's extraPortMappings model: the control-plane node publishes the ingress
+# controller's NodePorts (ci/ingress/) on the host's loopback, fixed when the node is
+# created. ci/cluster/kind.yaml (the online path) names the same numbers.
+: "${INGRESS_HTTP_PORT:=8080}"
+: "${INGRESS_HTTPS_PORT:=8443}"
+# shellcheck disable=SC2034  # read by ci/ingress/up.sh
+INGRESS_NODE_PORT_HTTP=30080 INGRESS_NODE_PORT_HTTPS=30443
+
 # docker client here may be newer than Debian's 20.10 engine: pin the API
 # version to what the engine reports, unless the caller already did.
 docker_env() {
@@ -58,3 +66,54 @@ NODE_RUN_FLAGS=(
   -v /lib/modules:/lib/modules:ro
   --init=false
 )
+
+# --- add-ons (ci/monitoring/, ci/ingress/) ------------------------------------
+# addon_images NAME...: the images of ci/images/build.sh named NAME built (skipped when
+# up to date) and saved, then imported into the worker nodes (the control-plane node is
+# tainted: nothing of ours runs there).
+addon_images() {
+  local names refs ref node
+  names="$(IFS=,; echo "$*")"
+  need docker; docker_env
+  mapfile -t refs < <("${CLUSTER_DIR}/../images/build.sh" --list --only "$names")
+  log "images: ${refs[*]}"
+  "${CLUSTER_DIR}/../images/build.sh" --only "$names" --save || die "building ${names} failed (see above)"
+  local tars=()
+  for ref in "${refs[@]}"; do tars+=("${SAGA_STACK_CACHE}/images/$(tr ':' '-' <<<"${ref##*/}").tar"); done
+  mapfile -t workers < <("${CLUSTER_DIR}/node.sh" list | awk -F'\t' '$3 == "worker" {print $1}')
+  [[ ${#workers[@]} -gt 0 ]] || die "no worker nodes (ci/cluster/node.sh list): is the offline cluster up?"
+  for node in "${workers[@]}"; do
+    "${CLUSTER_DIR}/load-images.sh" --refresh "$node" "${tars[@]}" || die "loading ${names} into $node failed"
+  done
+}
+
+# Applied with "${K[@]}", the caller's kubectl and kubeconfig. Each Deployment's pod
+# template carries the sha256 of the ConfigMaps of its file (the annotation
+# saga-stack.io/config-sha256: ""), so `apply` rolls its pods exactly when their
+# configuration changed.
+_render_manifest() { # _render_manifest FILE
+  local sha
+  sha="$(awk 'BEGIN { RS = "\n---\n" } /(^|\n)kind: ConfigMap(\n|$)/' "$1" | sha256sum | cut -c1-16)"
+  sed "s|saga-stack.io/config-sha256: \"\"|saga-stack.io/config-sha256: \"${sha}\"|" "$1"
+}
+_manifest_deployments() { # _manifest_deployments FILE: names of the Deployments in FILE
+  awk 'BEGIN { RS = "\n---\n" } /(^|\n)kind: Deployment(\n|$)/ {
+         n = split($0, l, "\n"); for (i = 1; i <= n; i++) if (l[i] ~ /^  name: /) { sub(/^  name: /, "", l[i]); print l[i]; break } }' "$1"
+}
+# apply_manifests NAMESPACE TIMEOUT FILE...: one file at a time, printing only what
+# changed, each Deployment of a file Ready before the next file starts. A FILE's images
+# are replaced on the way when IMAGE_SUBST is set (a sed expression).
+apply_manifests() {
+  local ns="$1" timeout="$2" f out d
+  shift 2
+  for f in "$@"; do
+    out="$(_render_manifest "$f" | sed "${IMAGE_SUBST:-}" | "${K[@]}" apply -f - 2>&1)" ||
+      { printf '%s\n' "$out" >&2; die "kubectl apply of ${f} failed"; }
+    grep -v ' unchanged$' <<<"$out" | sed 's/^/  /' >&2 || true
+    for d in $(_manifest_deployments "$f"); do
+      "${K[@]}" -n "$ns" rollout status "deploy/$d" --timeout="${timeout}s" >/dev/null ||
+        { "${K[@]}" -n "$ns" get pods -o wide >&2; die "deploy/$d in ${ns} is not Ready"; }
+      log "  deploy/$d Ready"
+    done
+  done
+}

@@ -11,7 +11,8 @@ Usage: $(basename "$0") create NAME [ROLE] | delete NAME | delete-all | wait NAM
 
   create NAME [ROLE]  start node container NAME (role control-plane|worker, default
                       control-plane) from ${NODE_IMAGE_TAG} on docker network ${NET};
-                      no-op if it already runs
+                      no-op if it already runs. The control plane publishes the ingress
+                      NodePorts on 127.0.0.1:${INGRESS_HTTP_PORT} and :${INGRESS_HTTPS_PORT}
   wait NAME           wait until systemd in NAME reports running/degraded (120s)
   delete NAME         remove node NAME (and its anonymous /var volume)
   delete-all          remove every node labelled saga-stack.cluster=${CLUSTER_NAME}, and the network
@@ -66,10 +67,14 @@ case "$cmd" in
       absent) ;;
       *) log "$name exists but is not running: recreating"; docker rm -f -v "$name" >/dev/null ;;
     esac
-    log "starting node $name (role $role)"
+    ports=()
+    [[ "$role" == control-plane ]] && ports=(
+      -p "127.0.0.1:${INGRESS_HTTP_PORT}:${INGRESS_NODE_PORT_HTTP}"
+      -p "127.0.0.1:${INGRESS_HTTPS_PORT}:${INGRESS_NODE_PORT_HTTPS}")
+    log "starting node $name (role $role${ports[*]:+, publishing ${ports[*]}})"
     docker run -d --name "$name" --hostname "$name" \
       --label "saga-stack.cluster=${CLUSTER_NAME}" --label "saga-stack.role=${role}" \
-      --network "${NET}" \
+      --network "${NET}" "${ports[@]}" \
       "${NODE_RUN_FLAGS[@]}" -v /var --restart=on-failure:1 \
       "${NODE_IMAGE_TAG}" >/dev/null
     wait_node "$name"

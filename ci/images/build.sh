@@ -3,17 +3,17 @@
 # base from mmdebstrap (docker import), then Python, the app (app/Dockerfile),
 # PostgreSQL, Redis, Kafka and Prometheus on top of it, each with the same
 # interface as the upstream image the chart uses by default; and
-# prometheus-adapter (ci/monitoring/) on an empty base.
+# prometheus-adapter (ci/monitoring/) and Traefik (ci/ingress/) on an empty base.
 # See ci/images/README.md. Only package registries are used: Debian's archive
 # (the machine's own apt sources, read at run time), PyPI (host-side
 # `pip download`), Maven Central (Kafka's jars, via ci/install-services.sh),
-# the Go module proxy (prometheus-adapter, via ci/cluster/build-addons.sh).
+# the Go module proxy (prometheus-adapter, Traefik, via ci/cluster/build-addons.sh).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 PROG="images"
-ALL_IMAGES=(debian python app postgres redis kafka prometheus prometheus-adapter)
+ALL_IMAGES=(debian python app postgres redis kafka prometheus prometheus-adapter traefik)
 
 usage() {
   cat <<EOF
@@ -33,6 +33,7 @@ appVersion) with the local Docker engine, in this order:
               saga-stack.local/prometheus-adapter:\$PROMETHEUS_ADAPTER_VERSION
               (FROM scratch; the binary from ci/cluster/build-addons.sh, built
               there from the Go module proxy when missing: a few minutes once)
+  traefik     saga-stack.local/traefik:\$TRAEFIK_VERSION (FROM scratch, the same way)
 An image whose tag already exists is skipped (unless --force); a missing
 image that another one is built FROM is built first.
 
@@ -44,7 +45,8 @@ Options:
   --save              after building, docker save each selected image to
                       <cache>/images/<name>-<tag>.tar (skipped when up to date)
   --save-only         only save (no build); fails if an image is missing
-  --list              print the image references (one per line) and exit
+  --list              print the image references (one per line; with --only, of
+                      those images) and exit
   -h, --help          show this help
 
 Environment:
@@ -103,7 +105,7 @@ done
 source "$REPO_ROOT/ci/versions.sh"
 for v in DEBIAN_SUITE DEBIAN_NEXT_SUITE PYTHON_IMAGE_TAG POSTGRES_MAJOR POSTGRES_IMAGE_TAG \
   POSTGRES_SUITE REDIS_IMAGE_TAG REDIS_SUITE KAFKA_VERSION KAFKA_JAVA_MAJOR PROMETHEUS_IMAGE_TAG \
-  PROMETHEUS_SUITE PROMETHEUS_ADAPTER_VERSION; do
+  PROMETHEUS_SUITE PROMETHEUS_ADAPTER_VERSION TRAEFIK_VERSION; do
   [[ -n "${!v:-}" ]] || die "$v is not set in ci/versions.sh"
 done
 APP_VERSION="$(sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"]*\)"\{0,1\}[[:space:]]*$/\1/p' \
@@ -121,11 +123,13 @@ declare -A REF=(
   [kafka]="$REG/kafka:$KAFKA_VERSION"
   [prometheus]="$REG/prometheus:$PROMETHEUS_IMAGE_TAG"
   [prometheus-adapter]="$REG/prometheus-adapter:$PROMETHEUS_ADAPTER_VERSION"
+  [traefik]="$REG/traefik:$TRAEFIK_VERSION"
 )
 suite_ref() { echo "$REG/debian:$1"; }
 
 if [[ $LIST -eq 1 ]]; then
-  for k in debian debian-next python app postgres redis kafka prometheus prometheus-adapter; do echo "${REF[$k]}"; done
+  if [[ ${#ONLY[@]} -gt 0 ]]; then listed=("${ONLY[@]}"); else listed=(debian debian-next "${ALL_IMAGES[@]:1}"); fi
+  for k in "${listed[@]}"; do echo "${REF[$k]}"; done
   exit 0
 fi
 
@@ -461,24 +465,27 @@ build_prometheus() {
     --build-arg "BASE_IMAGE=$(suite_ref "$PROMETHEUS_SUITE")"
 }
 
-# The adapter binary comes from ci/cluster/build-addons.sh (Go module proxy, niced,
-# cached under <cache>/addons/); the image is just that binary on an empty base.
-build_prometheus_adapter() {
-  local bin
-  bin="$(SAGA_STACK_CACHE="$CACHE_ROOT" "$REPO_ROOT/ci/cluster/build-addons.sh" --path prometheus-adapter)"
+# A Go binary from ci/cluster/build-addons.sh (Go module proxy, niced, cached under
+# <cache>/addons/) on an empty base: go_binary_image NAME RECIPE FILE VERSION, where the
+# binary is copied into the build context as FILE (what the Dockerfile COPYs).
+go_binary_image() {
+  local name="$1" recipe="$2" file="$3" version="$4" bin
+  bin="$(SAGA_STACK_CACHE="$CACHE_ROOT" "$REPO_ROOT/ci/cluster/build-addons.sh" --path "$recipe")"
   if [[ ! -x "$bin" ]]; then
-    log "prometheus-adapter: building the binary from the Go module proxy (ci/cluster/build-addons.sh; minutes, once)"
-    SAGA_STACK_CACHE="$CACHE_ROOT" "$REPO_ROOT/ci/cluster/build-addons.sh" prometheus-adapter >>"$LOG_DIR/prometheus-adapter-go.log" 2>&1 ||
-      { tail -n 30 "$LOG_DIR/prometheus-adapter-go.log" >&2; die "prometheus-adapter: go build failed (log: $LOG_DIR/prometheus-adapter-go.log)"; }
+    log "$name: building the binary from the Go module proxy (ci/cluster/build-addons.sh; minutes, once)"
+    SAGA_STACK_CACHE="$CACHE_ROOT" "$REPO_ROOT/ci/cluster/build-addons.sh" "$recipe" >>"$LOG_DIR/$name-go.log" 2>&1 ||
+      { tail -n 30 "$LOG_DIR/$name-go.log" >&2; die "$name: go build failed (log: $LOG_DIR/$name-go.log)"; }
   fi
-  local ctx="$WORK/prometheus-adapter-context"
+  local ctx="$WORK/$name-context"
   rm -rf "$ctx"
   mkdir -p "$ctx"
-  cp "$SCRIPT_DIR/prometheus-adapter/Dockerfile" "$ctx/"
-  cp "$bin" "$ctx/adapter"
-  docker_build prometheus-adapter "${REF[prometheus-adapter]}" "$ctx" \
-    --build-arg "VERSION=$PROMETHEUS_ADAPTER_VERSION"
+  cp "$SCRIPT_DIR/$name/Dockerfile" "$ctx/"
+  cp "$bin" "$ctx/$file"
+  docker_build "$name" "${REF[$name]}" "$ctx" --build-arg "VERSION=$version"
 }
+
+build_prometheus_adapter() { go_binary_image prometheus-adapter prometheus-adapter adapter "$PROMETHEUS_ADAPTER_VERSION"; }
+build_traefik() { go_binary_image traefik traefik traefik "$TRAEFIK_VERSION"; }
 
 save_image() { # save_image NAME
   local ref="$1" file id

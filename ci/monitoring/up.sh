@@ -8,7 +8,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib.sh"
 PROG=monitoring
 
 MON_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(cd "${MON_DIR}/../.." && pwd)"
 NS=saga-monitoring
 APISERVICE=v1beta1.external.metrics.k8s.io
 PROM_REF="saga-stack.local/prometheus:${PROMETHEUS_IMAGE_TAG}"
@@ -64,48 +63,12 @@ for ref in "$PROM_REF" "$ADAPTER_REF"; do
     die "ci/monitoring/manifests/ do not use ${ref} (ci/versions.sh): update the image tags there"
 done
 
-if [[ $images == 1 ]]; then
-  need docker; docker_env
-  log "images: ${PROM_REF}, ${ADAPTER_REF}"
-  "${REPO_ROOT}/ci/images/build.sh" --only prometheus,prometheus-adapter --save ||
-    die "building the monitoring images failed (see above)"
-  tars=()
-  for ref in "$PROM_REF" "$ADAPTER_REF"; do
-    tars+=("${SAGA_STACK_CACHE}/images/$(tr ':' '-' <<<"${ref##*/}").tar")
-  done
-  # only the workers: the control-plane node is tainted, nothing of ours runs there
-  mapfile -t workers < <("${CLUSTER_DIR}/node.sh" list | awk -F'\t' '$3 == "worker" {print $1}')
-  [[ ${#workers[@]} -gt 0 ]] || die "no worker nodes (ci/cluster/node.sh list): is the offline cluster up?"
-  for node in "${workers[@]}"; do
-    "${CLUSTER_DIR}/load-images.sh" --refresh "$node" "${tars[@]}" ||
-      die "loading the monitoring images into $node failed"
-  done
-fi
+[[ $images == 1 ]] && addon_images prometheus prometheus-adapter
 
-# Each Deployment's pod template carries the sha256 of its ConfigMap (the document of
-# the same file), so `apply` rolls the pods exactly when their configuration changed.
-render() { # render FILE
-  local sha
-  sha="$(awk 'BEGIN { RS = "\n---\n" } /(^|\n)kind: ConfigMap(\n|$)/' "$1" | sha256sum | cut -c1-16)"
-  sed "s|saga-stack.io/config-sha256: \"\"|saga-stack.io/config-sha256: \"${sha}\"|" "$1"
-}
-deployments() { # deployments FILE: names of the Deployments in FILE
-  awk 'BEGIN { RS = "\n---\n" } /(^|\n)kind: Deployment(\n|$)/ {
-         n = split($0, l, "\n"); for (i = 1; i <= n; i++) if (l[i] ~ /^  name: /) { sub(/^  name: /, "", l[i]); print l[i]; break } }' "$1"
-}
 # One file at a time, each Deployment Ready before the next file: the adapter starts
 # when Prometheus already answers (see the headless Service in 10-prometheus.yaml).
 log "kubectl apply -f ci/monitoring/manifests/ (namespace ${NS}; waits up to ${timeout}s per Deployment)"
-for f in "${MON_DIR}"/manifests/*.yaml; do
-  out="$(render "$f" | "${K[@]}" apply -f - 2>&1)" ||
-    { printf '%s\n' "$out" >&2; die "kubectl apply of ${f#"${REPO_ROOT}"/} failed"; }
-  grep -v ' unchanged$' <<<"$out" | sed 's/^/  /' >&2 || true  # only what changed
-  for d in $(deployments "$f"); do
-    "${K[@]}" -n "$NS" rollout status "deploy/$d" --timeout="${timeout}s" >/dev/null ||
-      { "${K[@]}" -n "$NS" get pods -o wide >&2; die "deploy/$d in ${NS} is not Ready"; }
-    log "  deploy/$d Ready"
-  done
-done
+apply_manifests "$NS" "$timeout" "${MON_DIR}"/manifests/*.yaml
 "${K[@]}" wait --for=condition=Available "apiservice/${APISERVICE}" --timeout="${timeout}s" >/dev/null ||
   { "${K[@]}" get apiservice "${APISERVICE}" -o yaml >&2; die "APIService ${APISERVICE} is not Available"; }
 "${K[@]}" get --raw "/apis/external.metrics.k8s.io/v1beta1" >/dev/null ||

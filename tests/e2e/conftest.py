@@ -30,7 +30,8 @@ from tests.e2e.cluster import (
     run,
     wait_for,
 )
-from tests.e2e.releases import ACTIVE, dump_diagnostics, installed_release
+from tests.e2e.ingress import release_host_values
+from tests.e2e.releases import ACTIVE, dump_diagnostics, installed_release, new_namespace
 
 DEFAULT_KUBECONFIG = Path.home() / ".kube" / "config"
 
@@ -84,15 +85,18 @@ def workers(cluster: list[str]) -> list[str]:
 @pytest.fixture(scope="session")
 def release(cluster: list[str]) -> Iterator[str]:
     """The chart installed with the local profile in a namespace of its own, every workload
-    Ready (helm --wait); its namespace. Its job workers take their time over each job and
-    scale in fast (values/jobs-under-test.yaml), for tests/e2e/test_jobs.py."""
+    Ready (helm --wait), on host names of its own through the ingress; its namespace. Its
+    job workers take their time over each job and scale in fast
+    (values/jobs-under-test.yaml), for tests/e2e/test_jobs.py."""
+    namespace = new_namespace()
     values = [
         *install_values(),
         "-f",
         str(Path(__file__).parent / "values" / "jobs-under-test.yaml"),
+        *release_host_values(namespace),
     ]
     # Session-scoped: torn down when the tier is over, so its removal is not waited for.
-    with installed_release(values, wait_for_removal=False) as namespace:
+    with installed_release(values, namespace=namespace, wait_for_removal=False) as namespace:
         yield namespace
 
 

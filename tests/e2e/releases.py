@@ -52,6 +52,11 @@ def dump_diagnostics(namespace: str, why: str) -> Path:
     return out
 
 
+def new_namespace(prefix: str = "saga-e2e") -> str:
+    """A namespace name no release has used."""
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
 @contextlib.contextmanager
 def installed_release(
     values: Sequence[str] | None,
@@ -74,7 +79,7 @@ def installed_release(
             raise ValueError("name the namespace of an installed release, or values to install")
         yield namespace
         return
-    name = namespace or f"{prefix}-{secrets.token_hex(3)}"
+    name = namespace or new_namespace(prefix)
     kubectl("create", "namespace", name)
     ACTIVE.add(name)
     try:

@@ -162,6 +162,9 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"console.ingress.host": "a"},
         ["/console/ingress", "'host'"],
     ),
+    ("client port out of range", {"clientPorts.http": 70000}, ["/clientPorts/http"]),
+    ("client port as text", {"clientPorts.https": "8443"}, ["/clientPorts/https"]),
+    ("unknown client port", {"clientPorts.grpc": 9000}, ["/clientPorts", "'grpc'"]),
     # relations between values (templates/validate.yaml)
     (
         "ingress on with no host",

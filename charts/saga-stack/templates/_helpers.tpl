@@ -172,3 +172,11 @@ name: {{ include "saga-stack.fullname" . }}-api-tokens
 key: api-tokens
 {{- end -}}
 {{- end }}
+
+{{- /* Where clients reach HOST through the ingress controller or Gateway (clientPorts):
+       include "saga-stack.clientUrl" (dict "root" $ "scheme" "https" "host" "saga.localhost") */}}
+{{- define "saga-stack.clientUrl" -}}
+{{- $port := index .root.Values.clientPorts .scheme | int -}}
+{{- printf "%s://%s" .scheme .host -}}
+{{- if $port }}:{{ $port }}{{ end -}}
+{{- end }}
