@@ -1,9 +1,10 @@
 """A rolling update under load: while the chart's load generator sends orders at a steady
-rate through the Service, `helm upgrade` changes the app's pod template and every app pod
-is replaced. The generator is a keep-alive HTTP client, as most real clients are, so its
-connections stay on a stopping pod after the endpoint is gone (the Service's connection
-tracking): the app's drain (docs/app-contract.md, SIGTERM) must move them without a failed
-request. The figures go to $SAGA_STACK_RESULTS/e2e-rollout.json.
+rate through the ingress controller (the local profile's `loadGenerator.through: ingress`,
+as a client outside the cluster), `helm upgrade` changes the app's pod template and every
+app pod is replaced. The generator is a keep-alive HTTP client, as most real clients are;
+the controller keeps its own connections to the pods, which stay on a stopping pod until
+it sees the endpoint go: the app's drain (docs/app-contract.md, SIGTERM) must move them
+without a failed request. The figures go to $SAGA_STACK_RESULTS/e2e-rollout.json.
 """
 
 from __future__ import annotations

@@ -162,6 +162,12 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"console.ingress.host": "a"},
         ["/console/ingress", "'host'"],
     ),
+    ("load through a side door", {"loadGenerator.through": "nodeport"}, ["/loadGenerator/through"]),
+    (
+        "ingress URL with a path",
+        {"loadGenerator.ingressUrl": "http://x/y"},
+        ["/loadGenerator/ingressUrl"],
+    ),
     ("client port out of range", {"clientPorts.http": 70000}, ["/clientPorts/http"]),
     ("client port as text", {"clientPorts.https": "8443"}, ["/clientPorts/https"]),
     ("unknown client port", {"clientPorts.grpc": 9000}, ["/clientPorts", "'grpc'"]),
@@ -170,6 +176,34 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         "ingress on with no host",
         {"ingress.enabled": True, "ingress.hosts": []},
         ["ingress.hosts is empty"],
+    ),
+    (
+        "load through an ingress the chart does not render",
+        {
+            "loadGenerator.enabled": True,
+            "loadGenerator.through": "ingress",
+            "loadGenerator.ingressUrl": "http://traefik.ingress.svc",
+        },
+        ["loadGenerator.through is ingress but the chart renders no Ingress"],
+    ),
+    (
+        "load through an ingress with no URL",
+        {
+            "loadGenerator.enabled": True,
+            "loadGenerator.through": "ingress",
+            "ingress.enabled": True,
+        },
+        ["loadGenerator.ingressUrl is empty"],
+    ),
+    (
+        "load through an ingress the policies keep out",
+        {
+            "loadGenerator.enabled": True,
+            "loadGenerator.through": "ingress",
+            "ingress.enabled": True,
+            "loadGenerator.ingressUrl": "http://traefik.ingress.svc",
+        },
+        ["networkPolicy.extraIngressFrom is empty"],
     ),
     (
         "httpRoute on with no parentRefs",

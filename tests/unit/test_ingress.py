@@ -172,3 +172,20 @@ def test_notes_send_the_examples_where_the_app_is_reached(
 ) -> None:
     sets = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
     assert expected in notes(*sets)
+
+
+def test_load_runs_of_the_local_profile_come_in_through_the_controller() -> None:
+    objects = render([LOCAL], {"loadGenerator.enabled": True})
+    (job,) = [o for o in objects if o["kind"] == "Job" and "-load-" in o["metadata"]["name"]]
+    env = {e["name"]: e.get("value") for e in pod_spec(job)["containers"][0]["env"]}
+    service = one(manifests(), "Service", "traefik")
+    meta = service["metadata"]
+    assert env["LOADGEN_TARGET"] == f"http://{meta['name']}.{meta['namespace']}.svc.cluster.local"
+    assert env["LOADGEN_HOST"] == "saga.localhost"
+    policy = one(objects, "NetworkPolicy", f"{APP}-load-generator")
+    peers = [peer for rule in policy["spec"]["egress"] for peer in rule.get("to", [])]
+    assert {"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": meta["namespace"]}}} in peers  # fmt: skip
+    # the Service's port 80 is the entry point the Ingress is served on
+    (web,) = [p for p in service["spec"]["ports"] if p["port"] == 80]
+    assert web["targetPort"] == "web"

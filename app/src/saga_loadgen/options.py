@@ -72,6 +72,18 @@ def _url(text: str) -> str:
     return url
 
 
+HOST_PATTERN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+
+
+def _host(text: str) -> str:
+    host = text.strip().lower()
+    if not HOST_PATTERN.match(host):
+        raise ValueError(f"must be a DNS host name, got {text!r}")
+    return host
+
+
 def _run_id(text: str) -> str:
     if not RUN_ID_PATTERN.match(text):
         raise ValueError(
@@ -102,6 +114,9 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("--target", _url, None, "base URL of the app (required), e.g. "
            "http://saga-saga-stack:8080", "URL"),
+    Option("--host", _host, None, "the Host header (and nothing else) to send, e.g. the "
+           "route's host name when --target is an ingress controller", "NAME",
+           "the target's"),
     Option("--rate", _positive, "10", "orders per second (open loop)", "PER_S"),
     Option("--duration", _positive, "60", "seconds of measured load", "SECONDS"),
     Option("--warmup", _non_negative, "0", "seconds of load at the same rate before the "
@@ -137,6 +152,7 @@ OPTIONS: tuple[Option, ...] = (
 @dataclasses.dataclass(frozen=True)
 class Config:
     target: str
+    host: str | None
     rate: float
     duration: float
     warmup: float

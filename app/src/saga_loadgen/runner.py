@@ -264,6 +264,8 @@ def warn(message: str, err: TextIO) -> None:
 
 def request_headers(config: Config) -> dict[str, str]:
     headers = {"user-agent": f"saga-service-loadgen/{__version__}"}
+    if config.host:
+        headers["host"] = config.host
     # The app's own API_TOKENS list may be given as it is (one Secret for both): its first.
     first = (config.api_token or "").replace("\n", ",").split(",")[0].strip()
     if first:

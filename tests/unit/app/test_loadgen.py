@@ -75,6 +75,8 @@ def test_generated_run_id_is_valid_and_unique() -> None:
         ({"max_error_ratio": "1.5"}, ENV, "--max-error-ratio: must be within 0..1"),
         ({"decline_ratio": "-0.1"}, ENV, "--decline-ratio: must be >= 0"),
         ({"run_id": "has space"}, ENV, "--run-id: must be 1-40 characters"),
+        ({"host": "saga.localhost:8080"}, ENV, "--host: must be a DNS host name"),
+        ({}, {**ENV, "LOADGEN_HOST": "-x.example"}, "LOADGEN_HOST: must be a DNS host name"),
         ({"rate": "0.1", "duration": "5"}, ENV, "sends no order"),
     ],
 )
@@ -494,3 +496,21 @@ def test_the_api_token_goes_in_the_authorization_header_and_nowhere_else() -> No
     assert runner.request_headers(listed)["authorization"] == f"Bearer {token}"
     untokened = options.resolve_config({"target": "http://app:8080"}, {}, lambda: "lg-1")
     assert "authorization" not in runner.request_headers(untokened)
+
+
+def test_the_host_names_the_route_on_every_request_to_the_target() -> None:
+    """Through an ingress controller: the requests go to --target and name --host."""
+    seen: list[tuple[str, str]] = []
+    service = FakeService()
+
+    def through_ingress(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers["host"]))
+        return service(request)
+
+    c = config(target="http://traefik.saga-ingress.svc", host="saga.localhost", rate=10,
+               duration=1, wait_seconds=5)  # fmt: skip
+    code, _, _ = run(c, through_ingress)
+    assert code == 0
+    assert seen and set(seen) == {("traefik.saga-ingress.svc", "saga.localhost")}
+    plain = config()
+    assert plain.host is None and "host" not in runner.request_headers(plain)
