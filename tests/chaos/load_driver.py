@@ -43,8 +43,10 @@ def emit(line: dict[str, Any]) -> None:
 
 
 class Api:
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, host: str = "") -> None:
         parts = urlsplit(target)
+        # Through an ingress controller: the route's host name (else the target's)
+        self.host_header = {"host": host} if host else {}
         # Resolved once: a lookup per request is not bounded by the connect timeout, and
         # DNS may be on the node a fault just took away.
         self.host = socket.gethostbyname(parts.hostname or "localhost")
@@ -66,6 +68,7 @@ class Api:
             try:
                 data = None if body is None else json.dumps(body).encode()
                 headers = {"content-type": "application/json"} if data else {}
+                headers.update(self.host_header)
                 conn.request(method, path, body=data, headers=headers)
                 response = conn.getresponse()
                 raw = response.read()
@@ -191,6 +194,9 @@ def final_view(api: Api, op: dict[str, Any], deadline: float) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", required=True, help="base URL of the app")
+    parser.add_argument(
+        "--host", default="", help="Host header (the route's name, when --target is an ingress)"
+    )
     parser.add_argument("--run-id", required=True, help="prefix of SKUs and customers")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rate", type=float, default=5.0, help="orders per second")
@@ -206,7 +212,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    api = Api(args.target)
+    api = Api(args.target, args.host)
     rng = random.Random(args.seed)
     skus = [f"{args.run_id}-sku-{i}" for i in range(args.skus)]
     for sku in skus:

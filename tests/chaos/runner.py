@@ -38,6 +38,7 @@ from tests.e2e.cluster import (
     CommandFailed,
     InClusterProcess,
     client_pod,
+    helm,
     kubectl,
     kubectl_json,
     ready_pods,
@@ -83,6 +84,19 @@ def app_service(namespace: str, release: str) -> tuple[str, int]:
         raise CommandFailed(f"no app Service of release {release} in namespace {namespace}")
     service = services["items"][0]
     return service["metadata"]["name"], int(service["spec"]["ports"][0]["port"])
+
+
+def entrance(namespace: str, release: str) -> tuple[str, str]:
+    """(URL, Host header) where the load comes in: the ingress controller the release's
+    load generator is set to go through (`loadGenerator.through: ingress`, the local
+    profile), naming its Ingress host, as a client outside the cluster; else the app's
+    Service, with no Host header."""
+    values = json.loads(helm("get", "values", release, "-n", namespace, "--all", "-o", "json"))
+    load, ingress = values.get("loadGenerator", {}), values.get("ingress", {})
+    if load.get("through") == "ingress" and ingress.get("enabled") and ingress.get("hosts"):
+        return str(load["ingressUrl"]).rstrip("/"), str(ingress["hosts"][0]["host"])
+    service, port = app_service(namespace, release)
+    return f"http://{service}:{port}", ""
 
 
 def applicable(kinds: Sequence[str], target: Target) -> list[str]:
@@ -241,7 +255,7 @@ def campaign(
     on_fault: Callable[[Fault], None] = lambda _: None,
 ) -> History:
     selector = app_selector(settings.release)
-    service, port = app_service(settings.namespace, settings.release)
+    service, _ = app_service(settings.namespace, settings.release)
     image = (
         settings.client_image
         or (
@@ -259,9 +273,10 @@ def campaign(
         raise CommandFailed("the release is not whole before the campaign: nothing to measure")
 
     history = History(run_id=run_id, seed=settings.seed)
+    url, host = entrance(settings.namespace, settings.release)
     driver = InClusterProcess(
         settings.namespace, CLIENT_POD, DRIVER,
-        "--target", f"http://{service}:{port}", "--run-id", run_id, "--seed", str(settings.seed),
+        "--target", url, "--host", host, "--run-id", run_id, "--seed", str(settings.seed),
         "--rate", str(settings.rate), "--skus", str(settings.skus), "--stock", str(settings.stock),
         "--max-seconds", str(6 * 3600 - 900), "--settle-seconds", str(settings.settle_seconds),
         "--stop-file", STOP_FILE,
@@ -271,7 +286,7 @@ def campaign(
     try:
         loaded = driver.wait_line("the load's start", lambda line: "started" in line, 360)
         history.load_started = float(loaded["started"])
-        log(f"load: {settings.rate}/s on {settings.skus} SKUs through {service}:{port}")
+        log(f"load: {settings.rate}/s on {settings.skus} SKUs through {url} {host}".rstrip())
         STOP.wait(settings.warmup_seconds)
         for planned in schedule:
             if STOP.is_set():
