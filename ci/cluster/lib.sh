@@ -68,6 +68,18 @@ NODE_RUN_FLAGS=(
 )
 
 # --- add-ons (ci/monitoring/, ci/ingress/) ------------------------------------
+# addon_kubectl KUBECONFIG: sets K, the kubectl command line of the add-on scripts: the
+# kubectl built with the cluster (else PATH's), on KUBECONFIG.
+addon_kubectl() {
+  local bin
+  [[ -s "$1" ]] || die "no kubeconfig at $1 (is the cluster up? make up)"
+  bin="${SAGA_STACK_CACHE}/k8s-build/${K8S_VERSION}/bin/kubectl"
+  [[ -x "$bin" ]] || bin="$(command -v kubectl || true)"
+  [[ -n "$bin" ]] || die "no kubectl (ci/cluster/build-k8s.sh kubectl, or one on PATH)"
+  # shellcheck disable=SC2034  # read by the caller and apply_manifests
+  K=("$bin" --kubeconfig "$1")
+}
+
 # addon_images NAME...: the images of ci/images/build.sh named NAME built (skipped when
 # up to date) and saved, then imported into the worker nodes (the control-plane node is
 # tainted: nothing of ours runs there).

@@ -58,12 +58,8 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-[[ -s "$kubeconfig" ]] || die "no kubeconfig at $kubeconfig (is the cluster up? make up)"
-kubectl_bin="${SAGA_STACK_CACHE}/k8s-build/${K8S_VERSION}/bin/kubectl"
-[[ -x "$kubectl_bin" ]] || kubectl_bin="$(command -v kubectl || true)"
-[[ -n "$kubectl_bin" ]] || die "no kubectl (ci/cluster/build-k8s.sh kubectl, or one on PATH)"
+addon_kubectl "$kubeconfig"
 need openssl
-K=("$kubectl_bin" --kubeconfig "$kubeconfig")
 t0=$SECONDS
 
 grep -qF "image: ${TRAEFIK_REF}" "${INGRESS_DIR}/manifests/10-traefik.yaml" ||

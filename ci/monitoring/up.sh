@@ -50,11 +50,7 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-[[ -s "$kubeconfig" ]] || die "no kubeconfig at $kubeconfig (is the cluster up? ci/cluster/up.sh)"
-kubectl_bin="${SAGA_STACK_CACHE}/k8s-build/${K8S_VERSION}/bin/kubectl"
-[[ -x "$kubectl_bin" ]] || kubectl_bin="$(command -v kubectl || true)"
-[[ -n "$kubectl_bin" ]] || die "no kubectl (ci/cluster/build-k8s.sh kubectl, or one on PATH)"
-K=("$kubectl_bin" --kubeconfig "$kubeconfig")
+addon_kubectl "$kubeconfig"
 t0=$SECONDS
 
 # The manifests name the images by tag; ci/versions.sh is where the tags live.
