@@ -84,7 +84,7 @@ addon_kubectl() {
 # up to date) and saved, then imported into the worker nodes (the control-plane node is
 # tainted: nothing of ours runs there).
 addon_images() {
-  local names refs ref node
+  local names refs ref node worker_nodes
   names="$(IFS=,; echo "$*")"
   need docker; docker_env
   mapfile -t refs < <("${CLUSTER_DIR}/../images/build.sh" --list --only "$names")
@@ -92,9 +92,9 @@ addon_images() {
   "${CLUSTER_DIR}/../images/build.sh" --only "$names" --save || die "building ${names} failed (see above)"
   local tars=()
   for ref in "${refs[@]}"; do tars+=("${SAGA_STACK_CACHE}/images/$(tr ':' '-' <<<"${ref##*/}").tar"); done
-  mapfile -t workers < <("${CLUSTER_DIR}/node.sh" list | awk -F'\t' '$3 == "worker" {print $1}')
-  [[ ${#workers[@]} -gt 0 ]] || die "no worker nodes (ci/cluster/node.sh list): is the offline cluster up?"
-  for node in "${workers[@]}"; do
+  mapfile -t worker_nodes < <("${CLUSTER_DIR}/node.sh" list | awk -F'\t' '$3 == "worker" {print $1}')
+  [[ ${#worker_nodes[@]} -gt 0 ]] || die "no worker nodes (ci/cluster/node.sh list): is the offline cluster up?"
+  for node in "${worker_nodes[@]}"; do
     "${CLUSTER_DIR}/load-images.sh" --refresh "$node" "${tars[@]}" || die "loading ${names} into $node failed"
   done
 }
