@@ -69,6 +69,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["replicas (12)", "autoscaling.maxReplicas (10)"],
     ),
     ("port zero", {"containerPort": 0}, ["/containerPort"]),
+    ("zero keep-alive", {"httpKeepAliveSeconds": 0}, ["/httpKeepAliveSeconds", "minimum"]),
     ("port above 65535", {"service.port": 70000}, ["/service/port", "maximum"]),
     ("bad pullPolicy", {"image.pullPolicy": "Sometimes"}, ["/image/pullPolicy"]),
     ("empty image repository", {"image.repository": ""}, ["/image/repository"]),

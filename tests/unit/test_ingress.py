@@ -128,6 +128,28 @@ def test_the_local_profile_routes_the_app_and_console_through_the_controller() -
         assert host == "saga.localhost" or host.endswith(".saga.localhost")
 
 
+# Traefik's own default for --serversTransport.forwardingTimeouts.idleConnTimeout.
+CONTROLLER_DEFAULT_IDLE_SECONDS = 90
+
+
+def test_the_pods_outlast_the_controller_s_idle_connections() -> None:
+    """The controller reuses a pooled connection until its idle timeout; a pod that closes
+    it first, at the instant a request goes out on it, makes that request a 502."""
+    args = pod_spec(traefik())["containers"][0]["args"]
+    overrides = [
+        int(m.group(1))
+        for a in args
+        if (m := re.fullmatch(r"--serversTransport\.forwardingTimeouts\.idleConnTimeout=(\d+)s", a))
+    ]
+    idle = max(overrides, default=CONTROLLER_DEFAULT_IDLE_SECONDS)
+    objects = render([LOCAL])
+    app_seconds = int(one(objects, "ConfigMap", APP)["data"]["HTTP_KEEP_ALIVE_SECONDS"])
+    console = pod_spec(one(objects, "Deployment", f"{APP}-console"))["containers"][0]
+    env = {e["name"]: e.get("value") for e in console["env"]}
+    assert app_seconds > idle
+    assert int(env["HTTP_KEEP_ALIVE_SECONDS"]) > idle
+
+
 def test_the_local_profile_lets_the_controller_through_the_policies() -> None:
     objects = render([LOCAL])
     controller = {"namespaceSelector": {"matchLabels": {

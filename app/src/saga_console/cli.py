@@ -18,7 +18,7 @@ app's HTTP API at $CONSOLE_APP_URL (GET /sagas, /sagas/stats, /sagas/{id} only),
 dashboards in $CONSOLE_DASHBOARDS_DIR drawn from $CONSOLE_PROMETHEUS_URL (/api/v1/query and
 /api/v1/query_range only). Read-only: every other method is 405.
 Also CONSOLE_STATIC_DIR, CONSOLE_NAMESPACE, CONSOLE_JOB, CONSOLE_REFRESH_SECONDS,
-CONSOLE_UPSTREAM_TIMEOUT_SECONDS. Exit 2 on a bad setting.
+CONSOLE_UPSTREAM_TIMEOUT_SECONDS, HTTP_KEEP_ALIVE_SECONDS. Exit 2 on a bad setting.
 """
 
 

@@ -48,7 +48,7 @@ def serve(settings: ConsoleSettings) -> int:
         port=settings.port,
         log_config=None,
         access_log=False,
-        timeout_keep_alive=5,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
         timeout_graceful_shutdown=5,
     )
     return 0
@@ -59,6 +59,8 @@ class ConsoleSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
+    # Longer than a proxy's idle timeout (see the app's HTTP_KEEP_ALIVE_SECONDS).
+    http_keep_alive_seconds: int = Field(default=620, ge=1)
     console_app_url: str = Field(default="http://127.0.0.1:8080")
     console_prometheus_url: str = Field(default="http://127.0.0.1:9090")
     console_dashboards_dir: Path = Field(default=Path("/etc/saga-console/dashboards"))

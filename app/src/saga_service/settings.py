@@ -20,6 +20,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     port: int = Field(8080, ge=1, le=65535)
+    # Idle keep-alive connections stay open this long. A proxy in front reuses its pooled
+    # connections until its own idle timeout; if the app closes first, a request written
+    # in that instant meets a closed socket and the proxy answers 502. So this outlasts the
+    # usual proxies' idle timeouts (Traefik and Go 90 s, ingress-nginx and ALB 60 s, a GCP
+    # load balancer 600 s).
+    http_keep_alive_seconds: int = Field(620, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     database_host: str

@@ -13,6 +13,7 @@ pre-upgrade hook runs before this revision's ConfigMap exists.
 {{- $redis := .Values.redis }}
 {{- $ca := include "saga-stack.caBundleFile" . -}}
 PORT: {{ .Values.containerPort | quote }}
+HTTP_KEEP_ALIVE_SECONDS: {{ .Values.httpKeepAliveSeconds | quote }}
 SAGA_LEASE_SECONDS: {{ .Values.config.sagaLeaseSeconds | quote }}
 SHUTDOWN_GRACE_SECONDS: {{ .Values.shutdown.appGraceSeconds | quote }}
 DATABASE_POOL_SIZE: {{ .Values.config.databasePoolSize | quote }}

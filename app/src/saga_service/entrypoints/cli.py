@@ -207,7 +207,7 @@ async def serve(
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=max(1, int(after_drain * 0.3)),
-        timeout_keep_alive=5,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
     )
     loop = asyncio.get_running_loop()
     server = _Server(
@@ -237,7 +237,7 @@ async def work(settings: Settings) -> int:
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=1,
-        timeout_keep_alive=5,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
     )
     loop = asyncio.get_running_loop()
     # Only probes and scrapes reach a worker's HTTP: nothing to drain.
