@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from tests.e2e.cluster import CHART, RELEASE, CommandFailed, helm, kubectl
+from tests.e2e.ingress import NAMESPACE as INGRESS_NAMESPACE
 
 RESULTS = Path(os.environ.get("SAGA_STACK_RESULTS", Path.home() / ".cache/saga-stack/results"))
 
@@ -49,6 +50,11 @@ def dump_diagnostics(namespace: str, why: str) -> Path:
             if text:
                 suffix = ".previous.log" if previous == "true" else ".log"
                 (out / (pod.split("/", 1)[1] + suffix)).write_text(text)
+    # The ingress controller's 5xx answers (its access log keeps only those).
+    for pod in kubectl("get", "pods", "-n", INGRESS_NAMESPACE, "-o", "name", check=False).split():
+        text = kubectl("logs", "-n", INGRESS_NAMESPACE, pod, "--since=1h", check=False)
+        if text:
+            (out / f"{INGRESS_NAMESPACE}-{pod.split('/', 1)[1]}.log").write_text(text)
     return out
 
 
