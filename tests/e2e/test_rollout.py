@@ -4,7 +4,8 @@ as a client outside the cluster), `helm upgrade` changes the app's pod template 
 app pod is replaced. The generator is a keep-alive HTTP client, as most real clients are;
 the controller keeps its own connections to the pods, which stay on a stopping pod until
 it sees the endpoint go: the app's drain (docs/app-contract.md, SIGTERM) must move them
-without a failed request. The figures go to $SAGA_STACK_RESULTS/e2e-rollout.json.
+without a failed request. The figures (with the consumer group's rebalance pauses, which
+the new pods log) go to $SAGA_STACK_RESULTS/e2e-rollout.json.
 """
 
 from __future__ import annotations
@@ -49,6 +50,20 @@ def sending(namespace: str, run_id: str) -> dict[str, Any] | None:
     return None
 
 
+def rebalance_pauses(namespace: str, pods: list[dict[str, Any]]) -> list[float]:
+    """The pause of every consumer-group rebalance the pods logged (each member logs its own
+    time from revoke to assignment; aiokafka's rebalances stop every member at once)."""
+    pauses: list[float] = []
+    for pod in pods:
+        log = kubectl("logs", "-n", namespace, pod["metadata"]["name"], "-c", "app")
+        pauses += [
+            float(json.loads(line)["pause_seconds"])
+            for line in log.splitlines()
+            if '"consumer group rebalanced"' in line
+        ]
+    return pauses
+
+
 def test_a_rolling_update_under_load_fails_no_request(release: str) -> None:
     run_id = f"rollout-{int(time.time())}"
     before = {p["metadata"]["uid"] for p in ready_pods(release, APP_SELECTOR)}
@@ -75,8 +90,10 @@ def test_a_rolling_update_under_load_fails_no_request(release: str) -> None:
         if line.get("type") == "progress" and line.get("phase") == "load"
     ]
     assert len(during) < LOAD_SECONDS, "the rollout ended after the load: nothing was proven"
-    after = {p["metadata"]["uid"] for p in ready_pods(release, APP_SELECTOR)}
+    new_pods = ready_pods(release, APP_SELECTOR)
+    after = {p["metadata"]["uid"] for p in new_pods}
     assert after and not before & after, "not every app pod was replaced"
+    pauses = rebalance_pauses(release, new_pods)
 
     name = job["metadata"]["name"]
 
@@ -102,6 +119,12 @@ def test_a_rolling_update_under_load_fails_no_request(release: str) -> None:
         "errors": summary["errors"],
         "post_latency_ms": summary["post_latency_ms"],
         "sagas": summary["sagas"],
+        # as seen by the pods that replaced the old ones
+        "rebalance_pause_s": {
+            "count": len(pauses),
+            "max": round(max(pauses, default=0.0), 3),
+            "total": round(sum(pauses), 3),
+        },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "e2e-rollout.json").write_text(json.dumps(figures, indent=2) + "\n")

@@ -396,6 +396,14 @@ def test_sigterm_mid_run_hands_work_over_and_releases_locks(
     # Nothing is left locked: every holder released its SKU locks.
     client = redis.client()
     assert client.exists(lock_key("TERM-2")) == 0
+    # The one that stayed took the leaver's partitions over in a rebalance it measured.
+    services.wait_until(
+        lambda: staying.metric("saga_consumer_rebalance_pause_seconds_count") >= 1,
+        timeout=60,
+        what="the staying process to measure its rebalance",
+    )
+    pauses = [line for line in staying.log().splitlines() if '"consumer group rebalanced"' in line]
+    assert pauses and '"pause_seconds"' in pauses[-1], staying.log()[-3000:]
 
 
 def test_an_address_leading_to_a_read_only_server_makes_the_app_unready_until_it_is_writable(

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -276,16 +277,31 @@ class SagaConsumer:
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Commit what is done before partitions move; forget the offsets of moved ones."""
+    """Commit what is done before partitions move; forget the offsets of moved ones; measure
+    how long consumption stood still."""
 
     def __init__(self, owner: SagaConsumer) -> None:
         self.owner = owner
+        self.joined = False
+        self.revoked_at: float | None = None
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.revoked_at = time.monotonic()
         await self.owner._commit()
         for tp in revoked:
             self.owner._dispatched.pop(tp, None)
             self.owner._committed.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        return None
+        partitions = sorted(tp.partition for tp in assigned)
+        if self.joined and self.revoked_at is not None:
+            pause = time.monotonic() - self.revoked_at
+            metrics.CONSUMER_REBALANCE_PAUSE.observe(pause)
+            log.info(
+                "consumer group rebalanced",
+                extra={"pause_seconds": round(pause, 3), "partitions": partitions},
+            )
+        else:
+            log.info("consumer group joined", extra={"partitions": partitions})
+        self.joined = True
+        self.revoked_at = None

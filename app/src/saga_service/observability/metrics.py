@@ -62,6 +62,12 @@ CONSUMER_BACKLOG = Gauge(
     "Kafka messages not yet consumed on the partitions this process owns "
     "(the custom autoscaling signal).",
 )
+CONSUMER_REBALANCE_PAUSE = Histogram(
+    "saga_consumer_rebalance_pause_seconds",
+    "Time this process consumed nothing while its group rebalanced: from its partitions "
+    "being revoked to its new assignment (the group's first join is not a pause).",
+    buckets=_E2E_BUCKETS,
+)
 EVENTS_CONSUMED = Counter(
     "saga_events_consumed_total",
     "Kafka events handled, by outcome (processed, duplicate, stale, dead_lettered, retry_later).",
