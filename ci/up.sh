@@ -13,12 +13,13 @@ source "$repo/ci/lib.sh"
 usage() {
   cat <<EOF
 Usage: ci/up.sh [--mode auto|offline|online] [--no-install] [--no-monitoring]
-                [--no-ingress] [--release NAME] [--namespace NS]
+                [--no-ingress] [--no-logging] [--release NAME] [--namespace NS]
 
 Brings up a 1 control-plane + 2 worker Kubernetes cluster (creating it when
 none is running), then (offline) the monitoring stack, then the ingress
-controller, then installs the chart with values/local.yaml and waits until every
-workload is Ready. The app is then at http://saga.localhost:8080/ (HTTPS: 8443).
+controller and the central logs, then installs the chart with values/local.yaml and
+waits until every workload is Ready. The app is then at http://saga.localhost:8080/
+(HTTPS: 8443), every pod's logs at http://logs.saga.localhost:8080/select/vmui/.
 
   --mode offline   build every binary and image here from package registries
                    (Debian, Go module proxy, PyPI, Maven Central): ci/cluster/, ci/images/
@@ -29,6 +30,8 @@ workload is Ready. The app is then at http://saga.localhost:8080/ (HTTPS: 8443).
                    which serve the backlog metric the chart's HPA scales on
   --no-ingress     skip Traefik, the Ingress and Gateway API controller that serves
                    the release on 127.0.0.1 (ci/ingress/up.sh)
+  --no-logging     skip the central logs: VictoriaLogs and its node agent vlagent
+                   (ci/logging/up.sh)
   --release NAME   Helm release name (default saga)
   --namespace NS   namespace of the release (default saga)
 
@@ -39,13 +42,14 @@ Tear down: make down.
 EOF
 }
 
-mode=${SAGA_STACK_MODE:-auto} no_install=0 monitoring=1 ingress=1 release=saga namespace=saga
+mode=${SAGA_STACK_MODE:-auto} no_install=0 monitoring=1 ingress=1 logging=1 release=saga namespace=saga
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --mode) mode=${2:?--mode needs a value}; shift ;;
     --no-install) no_install=1 ;;
     --no-monitoring) monitoring=0 ;;
     --no-ingress) ingress=0 ;;
+    --no-logging) logging=0 ;;
     --release) release=${2:?--release needs a value}; shift ;;
     --namespace) namespace=${2:?--namespace needs a value}; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -105,6 +109,10 @@ if [[ "$mode" == offline ]]; then
     step "ingress: Traefik (Ingress and Gateway API) on 127.0.0.1"
     "$repo/ci/ingress/up.sh" --kubeconfig "$cluster_kubeconfig"
   fi
+  if [[ $logging == 1 ]]; then
+    step "logs: VictoriaLogs + vlagent on every worker"
+    "$repo/ci/logging/up.sh" --kubeconfig "$cluster_kubeconfig"
+  fi
   values=(-f "$repo/values/local.yaml" -f "$repo/values/offline-images.yaml")
 else
   command -v kind >/dev/null || die "online mode needs kind on PATH"
@@ -126,6 +134,10 @@ else
   if [[ $ingress == 1 ]]; then
     step "ingress: Traefik (Ingress and Gateway API) on 127.0.0.1, upstream image"
     "$repo/ci/ingress/up.sh" --kubeconfig "$cluster_kubeconfig" --image "traefik:${TRAEFIK_VERSION}"
+  fi
+  if [[ $logging == 1 ]]; then
+    step "logs: VictoriaLogs + vlagent, upstream images"
+    "$repo/ci/logging/up.sh" --kubeconfig "$cluster_kubeconfig" --upstream-images
   fi
 fi
 

@@ -40,6 +40,10 @@ TRAEFIK_VERSION=v3.6.12
 # The Gateway API CRDs installed in the cluster: the version this Traefik implements
 # (its go.mod), standard channel, from that module's zip.
 TRAEFIK_GATEWAY_API_VERSION=v1.4.0
+# Central logs (ci/logging/): VictoriaLogs and its node agent vlagent, both built from this
+# one Go module by ci/cluster/build-addons.sh, images saga-stack.local/victoria-logs and
+# saga-stack.local/vlagent:<this version>; online, the upstream images of the same tag.
+VICTORIALOGS_VERSION=v1.52.2
 # Online path (stock kind with upstream images; kind >= 0.31). Not exercised on
 # our registry-less CI machines.
 KIND_NODE_TAG=v1.35.0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build cluster add-on binaries (metrics-server, local-path-provisioner, CNI candidates,
-# prometheus-adapter for ci/monitoring/, Traefik for ci/ingress/)
+# prometheus-adapter for ci/monitoring/, Traefik for ci/ingress/, VictoriaLogs and vlagent
+# for ci/logging/)
 # from the Go module proxy, one at a time, niced.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,6 +18,8 @@ RECIPES=(
   "kube-router|github.com/cloudnativelabs/kube-router/v2|v2.1.0|github.com/cloudnativelabs/kube-router/v2/cmd/kube-router|"
   "prometheus-adapter|sigs.k8s.io/prometheus-adapter|${PROMETHEUS_ADAPTER_VERSION}|sigs.k8s.io/prometheus-adapter/cmd/adapter|"
   "traefik|github.com/traefik/traefik/v3|${TRAEFIK_VERSION}|./cmd/traefik|"
+  "victoria-logs|github.com/VictoriaMetrics/VictoriaLogs|${VICTORIALOGS_VERSION}|./app/victoria-logs|"
+  "vlagent|github.com/VictoriaMetrics/VictoriaLogs|${VICTORIALOGS_VERSION}|./app/vlagent|"
 )
 
 usage() {

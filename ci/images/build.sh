@@ -3,17 +3,19 @@
 # base from mmdebstrap (docker import), then Python, the app (app/Dockerfile),
 # PostgreSQL, Redis, Kafka and Prometheus on top of it, each with the same
 # interface as the upstream image the chart uses by default; and
-# prometheus-adapter (ci/monitoring/) and Traefik (ci/ingress/) on an empty base.
+# prometheus-adapter (ci/monitoring/), Traefik (ci/ingress/), VictoriaLogs and vlagent
+# (ci/logging/) on an empty base.
 # See ci/images/README.md. Only package registries are used: Debian's archive
 # (the machine's own apt sources, read at run time), PyPI (host-side
 # `pip download`), Maven Central (Kafka's jars, via ci/install-services.sh),
-# the Go module proxy (prometheus-adapter, Traefik, via ci/cluster/build-addons.sh).
+# the Go module proxy (prometheus-adapter, Traefik, VictoriaLogs, vlagent, via
+# ci/cluster/build-addons.sh).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 PROG="images"
-ALL_IMAGES=(debian python app postgres redis kafka prometheus prometheus-adapter traefik)
+ALL_IMAGES=(debian python app postgres redis kafka prometheus prometheus-adapter traefik victoria-logs vlagent)
 
 usage() {
   cat <<EOF
@@ -34,6 +36,9 @@ appVersion) with the local Docker engine, in this order:
               (FROM scratch; the binary from ci/cluster/build-addons.sh, built
               there from the Go module proxy when missing: a few minutes once)
   traefik     saga-stack.local/traefik:\$TRAEFIK_VERSION (FROM scratch, the same way)
+  victoria-logs, vlagent
+              saga-stack.local/victoria-logs:\$VICTORIALOGS_VERSION and
+              saga-stack.local/vlagent:\$VICTORIALOGS_VERSION (FROM scratch, the same way)
 An image whose tag already exists is skipped (unless --force); a missing
 image that another one is built FROM is built first.
 
@@ -105,7 +110,7 @@ done
 source "$REPO_ROOT/ci/versions.sh"
 for v in DEBIAN_SUITE DEBIAN_NEXT_SUITE PYTHON_IMAGE_TAG POSTGRES_MAJOR POSTGRES_IMAGE_TAG \
   POSTGRES_SUITE REDIS_IMAGE_TAG REDIS_SUITE KAFKA_VERSION KAFKA_JAVA_MAJOR PROMETHEUS_IMAGE_TAG \
-  PROMETHEUS_SUITE PROMETHEUS_ADAPTER_VERSION TRAEFIK_VERSION; do
+  PROMETHEUS_SUITE PROMETHEUS_ADAPTER_VERSION TRAEFIK_VERSION VICTORIALOGS_VERSION; do
   [[ -n "${!v:-}" ]] || die "$v is not set in ci/versions.sh"
 done
 APP_VERSION="$(sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"]*\)"\{0,1\}[[:space:]]*$/\1/p' \
@@ -124,6 +129,8 @@ declare -A REF=(
   [prometheus]="$REG/prometheus:$PROMETHEUS_IMAGE_TAG"
   [prometheus-adapter]="$REG/prometheus-adapter:$PROMETHEUS_ADAPTER_VERSION"
   [traefik]="$REG/traefik:$TRAEFIK_VERSION"
+  [victoria-logs]="$REG/victoria-logs:$VICTORIALOGS_VERSION"
+  [vlagent]="$REG/vlagent:$VICTORIALOGS_VERSION"
 )
 suite_ref() { echo "$REG/debian:$1"; }
 
@@ -486,6 +493,8 @@ go_binary_image() {
 
 build_prometheus_adapter() { go_binary_image prometheus-adapter prometheus-adapter adapter "$PROMETHEUS_ADAPTER_VERSION"; }
 build_traefik() { go_binary_image traefik traefik traefik "$TRAEFIK_VERSION"; }
+build_victoria_logs() { go_binary_image victoria-logs victoria-logs victoria-logs-prod "$VICTORIALOGS_VERSION"; }
+build_vlagent() { go_binary_image vlagent vlagent vlagent-prod "$VICTORIALOGS_VERSION"; }
 
 save_image() { # save_image NAME
   local ref="$1" file id
