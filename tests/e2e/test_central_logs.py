@@ -1,0 +1,129 @@
+"""Central logs (ci/logging/): every pod's lines reach one store through the node agents,
+without the app knowing of it, and one saga is followed there across the pods that
+handled it by its saga id, its order id or its trace id; the store's web UI answers on the
+host. Figures go to $SAGA_STACK_RESULTS/e2e-logs.json."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e import logstore
+from tests.e2e.cluster import kubectl_json, wait_for
+from tests.e2e.ingress import HostClient, release_hosts
+from tests.e2e.releases import RESULTS
+
+POD = "kubernetes.pod_name"
+# Orders to place at most until one saga has been handled by two pods: its "order placed"
+# line comes from the pod that took the request (Traefik alternates the pods) and its steps
+# from the consumer of its partition; each order has about even odds of crossing pods.
+MAX_ORDERS = 24
+FIGURES: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures() -> Iterator[dict[str, Any]]:
+    yield FIGURES
+    if FIGURES:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "e2e-logs.json").write_text(json.dumps(FIGURES, indent=2) + "\n")
+
+
+def saga_lines(field: str, value: str) -> list[dict[str, Any]]:
+    return logstore.query(f"{field}:={logstore.quoted(value)} | sort by (_time)")
+
+
+def completed_saga_lines(saga_id: str) -> list[dict[str, Any]] | None:
+    """The saga's lines once the store has all of them: the order taken, the last step, and
+    the order document the confirmation queued for a job worker."""
+    lines = saga_lines("saga_id", saga_id)
+    msgs = {line.get("_msg") for line in lines}
+    completed = any(line.get("state") == "COMPLETED" for line in lines)
+    return lines if completed and {"order placed", "order document created"} <= msgs else None
+
+
+def test_one_saga_is_found_by_its_saga_order_and_trace_id_across_the_pods_that_ran_it(
+    release: str,
+) -> None:
+    placed = 0
+    lines: list[dict[str, Any]] = []
+    with HostClient("http", release_hosts(release)["ingress"]) as client:
+        status, _, _ = client.call("PUT", "/stock/logs-sku", {"quantity": MAX_ORDERS})
+        assert status == 200
+        for placed in range(1, MAX_ORDERS + 1):
+            status, body, _ = client.place_order(f"logs-{placed}", "logs-sku")
+            assert status == 202, body
+            assert client.wait_final(body["order_id"]) == "CONFIRMED"
+            saga_id, order_id = str(body["saga_id"]), str(body["order_id"])
+            lines = wait_for(
+                f"saga {saga_id}'s lines, first to last, in the log store",
+                functools.partial(completed_saga_lines, saga_id),
+                timeout=60,
+            )
+            if len({line[POD] for line in lines if line.get("trace_id")}) >= 2:
+                break
+    pods = sorted({line[POD] for line in lines})
+    # the saga's own hops carry its trace; the order document's job (a queue, not a hop of
+    # the saga) is found by the saga id only
+    traced = [line for line in lines if line.get("trace_id")]
+    traced_pods = sorted({line[POD] for line in traced})
+    FIGURES["saga"] = {
+        "orders_placed": placed,
+        "lines": len(lines),
+        "pods": pods,
+        "pods_on_its_trace": traced_pods,
+    }
+    assert len(traced_pods) >= 2, f"{MAX_ORDERS} sagas, each run by one app pod only: {pods}"
+    assert {line["kubernetes.pod_namespace"] for line in lines} == {release}
+    assert {line["order_id"] for line in lines} == {order_id}
+    steps = [line["step"] for line in lines if line.get("_msg") == "saga step done"]
+    assert steps[-1] == "confirm_order", steps
+    traces = {line["trace_id"] for line in traced}
+    assert len(traces) == 1, traces
+    trace_id = traces.pop()
+
+    def key(found: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+        return [(line["_time"], line[POD], line["_msg"]) for line in found]
+
+    assert key(saga_lines("order_id", order_id)) == key(lines)
+    assert key(saga_lines("trace_id", trace_id)) == key(traced)
+
+
+def test_every_pod_of_the_release_has_its_lines_in_the_store(release: str) -> None:
+    """The data layer, the console, the job workers: not only the app. Collected by the node
+    agents from the kubelet's files, so a pod needs nothing to be in the store."""
+    running = {
+        p["metadata"]["name"]
+        for p in kubectl_json("get", "pods", "-n", release)["items"]
+        if p["status"].get("phase") == "Running"
+    }
+
+    seen: dict[str, int] = {}
+
+    def every_pod_seen() -> bool:
+        rows = logstore.query(
+            f"kubernetes.pod_namespace:={logstore.quoted(release)} | stats by ({POD}) count() n"
+        )
+        seen.clear()
+        seen.update({row[POD]: int(row["n"]) for row in rows})
+        return running <= set(seen)
+
+    try:
+        wait_for(
+            "a line of every running pod of the release in the store", every_pod_seen, timeout=90
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; none from {sorted(running - set(seen))}") from None
+    FIGURES["lines_per_pod"] = dict(sorted(seen.items()))
+
+
+def test_the_store_s_web_ui_and_api_answer_on_the_host() -> None:
+    page = logstore.get("/select/vmui/")
+    assert page.status_code == 200
+    assert "<html" in page.text.lower()
+    # the store's own namespace is left out of the collection
+    assert logstore.query(f"kubernetes.pod_namespace:={logstore.quoted(logstore.NAMESPACE)}") == []
