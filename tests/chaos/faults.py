@@ -48,6 +48,12 @@ def pods(target: Target, selector: str) -> list[dict[str, Any]]:
     return sorted(alive, key=lambda p: str(p["metadata"]["name"]))
 
 
+def is_ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])
+    )
+
+
 def running_pods(target: Target, selector: str) -> list[dict[str, Any]]:
     return [
         p
@@ -138,13 +144,16 @@ def readiness_of(target: Target, pod_ips: list[str]) -> dict[str, dict[str, Any]
 @dataclass(slots=True)
 class Injected:
     """A fault in progress: what heal needs, and what the report says of it. `hold`
-    overrides the kind's hold when the fault derives it from the release."""
+    overrides the kind's hold when the fault derives it from the release; `settled`, when
+    given, ends the hold early once the release has shown all the fault can show (the hold
+    is then the longest it lasts)."""
 
     target: str
     heal: Callable[[], None] = lambda: None
     took_effect: Callable[[], bool] = lambda: True
     detail: dict[str, Any] = field(default_factory=dict)
     hold: float | None = None
+    settled: Callable[[], bool] | None = None
 
 
 class Rules:
@@ -279,8 +288,19 @@ def stop_node(target: Target, choice: int) -> Injected:
         p["metadata"]["name"] for p in pods(target, release) if p["spec"].get("nodeName") == node
     )
     address = node_ip(node)
+    app_pods = len(pods(target, target.app_selector))
     docker("kill", node)
     detail: dict[str, Any] = {"pods_on_node": hosted, "ip": address}
+
+    def replaced() -> bool:
+        """As many app pods Ready on the other nodes as there were before: the release has
+        healed around the loss, which is what the hold waits to see."""
+        elsewhere = [
+            p
+            for p in pods(target, target.app_selector)
+            if p["spec"].get("nodeName") not in ("", None, node) and is_ready(p)
+        ]
+        return len(elsewhere) >= app_pods
 
     def started() -> bool:
         if not node_running(node):
@@ -295,10 +315,7 @@ def stop_node(target: Target, choice: int) -> Injected:
                     "name": p["metadata"]["name"],
                     "node": p["spec"].get("nodeName", ""),
                     "created": p["metadata"]["creationTimestamp"],
-                    "ready": any(
-                        c["type"] == "Ready" and c["status"] == "True"
-                        for c in p["status"].get("conditions", [])
-                    ),
+                    "ready": is_ready(p),
                 }
                 for p in pods(target, target.app_selector)
             ]
@@ -310,7 +327,11 @@ def stop_node(target: Target, choice: int) -> Injected:
             raise CommandFailed(f"{node} came back on {node_ip(node)}, not {address}")
 
     return Injected(
-        target=node, took_effect=lambda: not node_running(node), heal=start, detail=detail
+        target=node,
+        took_effect=lambda: not node_running(node),
+        heal=start,
+        detail=detail,
+        settled=replaced,
     )
 
 

@@ -9,8 +9,10 @@ an image with python3 for the client pod (the app's own by default).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -201,6 +203,17 @@ class Sampler(threading.Thread):
         return sum(quantity(i["value"]) for i in items) if items else None
 
 
+def hold_fault(injected: Injected, until: float) -> None:
+    """Keeps the fault in place until `until`, or until it has settled when it says so."""
+    while not STOP.is_set() and time.time() < until:
+        if injected.settled is not None:
+            with contextlib.suppress(CommandFailed, subprocess.TimeoutExpired):
+                if injected.settled():
+                    log("  settled before its hold ended")
+                    return
+        STOP.wait(max(0.0, min(2.0, until - time.time())))
+
+
 def run_fault(target: Target, planned: Planned, settings: Settings, whole: Whole) -> Fault:
     kind = KINDS[planned.kind]
     start = time.time()
@@ -215,7 +228,7 @@ def run_fault(target: Target, planned: Planned, settings: Settings, whole: Whole
             f"{kind.name} to take effect", injected.took_effect, settings.effect_timeout
         )
         hold = kind.hold_seconds if injected.hold is None else injected.hold
-        STOP.wait(max(0.0, start + hold - time.time()))
+        hold_fault(injected, start + hold)
     except Exception as exc:  # recorded: a fault that never took effect is a violation
         detail["error"] = f"{type(exc).__name__}: {exc}"[:500]
         log(f"  could not inject: {exc}")
