@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     # load balancer 600 s).
     http_keep_alive_seconds: int = Field(620, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Spans exported over OTLP/HTTP to this collector's base URL (/v1/traces is added); empty:
+    # none (the trace context still travels and the logs carry it). OpenTelemetry's own
+    # variable names; OTEL_TRACES_SAMPLER and OTEL_RESOURCE_ATTRIBUTES work as in any SDK.
+    otel_exporter_otlp_endpoint: str = Field("", pattern=r"^(https?://[^\s/]+(/\S*)?)?$")
+    otel_service_name: str = Field("saga-service", min_length=1)
 
     database_host: str
     database_port: int = 5432

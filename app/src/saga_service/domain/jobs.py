@@ -29,14 +29,16 @@ class JobRequest:
     payload: dict[str, str]
 
 
-def order_document_job(order_id: uuid.UUID, saga_id: uuid.UUID) -> JobRequest:
+def order_document_job(
+    order_id: uuid.UUID, saga_id: uuid.UUID, traceparent: str | None = None
+) -> JobRequest:
+    """`traceparent`, the step that queues the job, puts the job in the saga's trace."""
+    payload = {"order_id": str(order_id), "saga_id": str(saga_id)}
+    if traceparent:
+        payload["traceparent"] = traceparent
     # No ':' in the id: BullMQ's Node producer refuses custom ids with its key separator,
     # and the user's Node tooling must be able to handle the same jobs.
-    return JobRequest(
-        job_id=f"{ORDER_DOCUMENT}-{order_id}",
-        name=ORDER_DOCUMENT,
-        payload={"order_id": str(order_id), "saga_id": str(saga_id)},
-    )
+    return JobRequest(job_id=f"{ORDER_DOCUMENT}-{order_id}", name=ORDER_DOCUMENT, payload=payload)
 
 
 def parse_order_document(payload: object) -> tuple[uuid.UUID, uuid.UUID]:

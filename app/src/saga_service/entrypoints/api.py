@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -39,7 +40,7 @@ from saga_service.domain.saga import SagaState, order_status_for
 from saga_service.entrypoints import saga_listing
 from saga_service.entrypoints.api_auth import AuthFailed, write_guard
 from saga_service.entrypoints.saga_listing import Timestamp
-from saga_service.observability import metrics, tracing
+from saga_service.observability import metrics, spans, tracing
 from saga_service.runtime import Runtime
 from saga_service.service.orchestrator import UnknownSku
 
@@ -387,8 +388,13 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
+# Requests that get no exported span (they still get a trace context).
+UNTRACED_PATHS = ("/healthz/", "/metrics")
+
+
 class RequestContext:
-    """Trace context, correlation id, per-route metrics and the response headers.
+    """The request's span (observability/spans.py), correlation id, per-route metrics and
+    the response headers.
 
     `x-served-by` names the process (the pod, in Kubernetes) that answered, so a
     client can see how requests spread over replicas.
@@ -404,7 +410,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        trace = tracing.continue_trace(headers.get("traceparent"))
+        method = scope.get("method", "GET")
         correlation = (
             headers.get("x-correlation-id")
             or headers.get("x-request-id")
@@ -412,13 +418,22 @@ class RequestContext:
         )[:128]
         status = 500
         started = time.monotonic()
+        path = str(scope.get("path", ""))
+        span = spans.started(
+            method,
+            tracing.parse_traceparent(headers.get("traceparent")),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": path},
+            # probes and scrapes, several a second: in a trace store they would bury the sagas
+            exported=not path.startswith(UNTRACED_PATHS),
+        )
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 extra = [
-                    (b"traceparent", trace.traceparent().encode()),
+                    (b"traceparent", request_span.trace.traceparent().encode()),
                     (b"x-correlation-id", correlation.encode("latin-1", "replace")),
                     (b"x-served-by", self.served_by),
                 ]
@@ -429,15 +444,17 @@ class RequestContext:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        with tracing.bound(trace=trace, correlation_id=correlation):
+        with span as request_span, tracing.bound(correlation_id=correlation):
             try:
                 await self.app(scope, receive, send_with_headers)
             finally:
-                route = scope.get("route")
-                path = getattr(route, "path", "unmatched")
-                method = scope.get("method", "GET")
-                metrics.HTTP_REQUESTS.labels(method, path, str(status)).inc()
-                metrics.HTTP_DURATION.labels(method, path).observe(time.monotonic() - started)
+                route = getattr(scope.get("route"), "path", "unmatched")
+                metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+                metrics.HTTP_DURATION.labels(method, route).observe(time.monotonic() - started)
+                request_span.rename(f"{method} {route}")
+                request_span.set({"http.route": route, "http.response.status_code": status})
+                if status >= 500:
+                    request_span.fail(f"answered {status}")
 
 
 # --- the application ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Generator
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 from saga_loadgen import cli as loadgen
 from saga_service import __version__
 from saga_service.adapters.diagnosis import Diagnosis, diagnose
-from saga_service.observability import logs
+from saga_service.observability import logs, spans
 from saga_service.settings import (
     RuntimeConfigError,
     Settings,
@@ -129,11 +130,20 @@ def main(argv: list[str] | None = None) -> int:
         return _migrate(settings)
     if command == "create-topics":
         return _create_topics(settings)
-    if command == "worker":
-        return _run_fast(work(settings))
     if command == "reconcile":
         return asyncio.run(reconcile(settings))
-    return _run_fast(serve(settings, environment=environment, runtime_config=runtime_config))
+    if settings.otel_exporter_otlp_endpoint:
+        spans.configure(
+            settings.otel_exporter_otlp_endpoint,
+            service=settings.otel_service_name,
+            resource={"host.name": socket.gethostname(), "service.version": __version__},
+        )
+    try:
+        if command == "worker":
+            return _run_fast(work(settings))
+        return _run_fast(serve(settings, environment=environment, runtime_config=runtime_config))
+    finally:
+        spans.shutdown()
 
 
 def _migrate(settings: Settings) -> int:

@@ -25,9 +25,10 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.errors import CommitFailedError, KafkaError
+from opentelemetry.trace import SpanKind
 
 from saga_service.domain.events import MalformedEvent, SagaEvent, parse_event
-from saga_service.observability import metrics, tracing
+from saga_service.observability import metrics, spans, tracing
 from saga_service.service.orchestrator import RunResult, SagaExecutor, SagaNotFound
 
 log = logging.getLogger(__name__)
@@ -175,17 +176,37 @@ class SagaConsumer:
             await self._commit()
 
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> str:
-        trace = tracing.continue_trace(_header(record, "traceparent"))
         correlation = _header(record, "correlation_id")
-        with tracing.bound(trace=trace, correlation_id=correlation):
+        with (
+            spans.started(
+                f"{record.topic} process",
+                tracing.parse_traceparent(_header(record, "traceparent")),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": record.topic,
+                    "messaging.destination.partition.id": str(record.partition),
+                    "messaging.kafka.offset": record.offset,
+                    "messaging.consumer.group.name": self.group,
+                },
+            ) as span,
+            tracing.bound(correlation_id=correlation),
+        ):
             try:
                 event = parse_event(record.value, record.key)
             except MalformedEvent as exc:
                 await self.dead_letter(record, f"malformed: {exc}")
                 metrics.EVENTS_CONSUMED.labels("dead_lettered").inc()
+                span.fail(f"malformed event: {exc}")
                 return "dead_lettered"
+            span.rename(f"{event.event_type} process")
+            span.set({"saga.id": str(event.saga_id), "saga.event_type": event.event_type})
             with tracing.bound(saga_id=str(event.saga_id), order_id=str(event.order_id)):
                 outcome = await self._run(record, event)
+            span.set({"saga.outcome": outcome})
+            if outcome in ("dead_lettered", "retry_later"):
+                span.fail(outcome)
         metrics.EVENTS_CONSUMED.labels(outcome).inc()
         return outcome
 

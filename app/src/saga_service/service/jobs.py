@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 
+from opentelemetry.trace import SpanKind
+
 from saga_service.adapters.job_queue import JobRun
 from saga_service.adapters.postgres import commands
 from saga_service.adapters.postgres.db import Pool
 from saga_service.domain import jobs
 from saga_service.domain.order import OrderStatus
-from saga_service.observability import tracing
+from saga_service.observability import spans, tracing
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,20 @@ class JobHandlers:
 
     async def order_document(self, run: JobRun) -> str:
         order_id, saga_id = jobs.parse_order_document(run.data)
-        with tracing.bound(saga_id=str(saga_id), order_id=str(order_id)):
+        traceparent = run.data.get("traceparent") if isinstance(run.data, dict) else None
+        with (
+            spans.started(
+                f"{run.name} job",
+                tracing.parse_traceparent(traceparent if isinstance(traceparent, str) else None),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "job.id": run.job_id,
+                    "job.attempt": run.attempt,
+                    "saga.id": str(saga_id),
+                },
+            ),
+            tracing.bound(saga_id=str(saga_id), order_id=str(order_id)),
+        ):
             async with self.pool.connection() as conn, conn.transaction():
                 source = await commands.document_source(conn, order_id)
                 # A job exists only once its saga confirmed the order, so neither case can

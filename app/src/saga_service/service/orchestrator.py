@@ -324,7 +324,10 @@ class SagaExecutor:
             # In the confirming transaction: the document job exists iff the order is
             # confirmed (the job relay puts it on the queue after the commit).
             if self.jobs_enabled:
-                await commands.insert_job(conn, order_document_job(saga.order_id, saga.saga_id))
+                await commands.insert_job(
+                    conn,
+                    order_document_job(saga.order_id, saga.saga_id, tracing.current_traceparent()),
+                )
             return StepOutcome.SUCCEEDED, f"{units} units shipped"
         if step is Step.REFUND_PAYMENT:
             cents = await commands.refund_payment(conn, saga.saga_id)

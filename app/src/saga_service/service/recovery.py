@@ -16,7 +16,7 @@ import time
 from saga_service.adapters.postgres import commands, queries
 from saga_service.adapters.postgres.db import Pool
 from saga_service.domain.saga import FORWARD_STATES, retry_delay_seconds
-from saga_service.observability import metrics, tracing
+from saga_service.observability import metrics, spans, tracing
 from saga_service.service.orchestrator import SagaExecutor
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,16 @@ class RecoverySweeper:
             claimed = await commands.claim_expired_sagas(
                 conn, owner=self.instance_id, limit=self.batch, lease_seconds=self.lease_seconds
             )
-        for saga_id, state, attempts in claimed:
-            with tracing.bound(trace=tracing.new_trace(), saga_id=str(saga_id)):
+        for saga_id, state, attempts, traceparent in claimed:
+            # in the saga's own trace, under the request that placed it
+            with (
+                spans.started(
+                    "saga recovery",
+                    tracing.parse_traceparent(traceparent),
+                    attributes={"saga.id": str(saga_id), "saga.state": state.value},
+                ),
+                tracing.bound(saga_id=str(saga_id)),
+            ):
                 metrics.RECOVERY_RESUMED.inc()
                 log.info(
                     "resuming saga after lease expiry",

@@ -201,8 +201,9 @@ async def postpone_saga(
 
 async def claim_expired_sagas(
     conn: Conn, *, owner: str, limit: int, lease_seconds: float
-) -> list[tuple[uuid.UUID, SagaState, int]]:
-    """Take over sagas whose lease expired (other processes skip the rows we lock)."""
+) -> list[tuple[uuid.UUID, SagaState, int, str | None]]:
+    """Take over sagas whose lease expired (other processes skip the rows we lock): each
+    one's id, state, attempts and the traceparent it started with."""
     cur = await conn.execute(
         "UPDATE sagas SET attempts = attempts + 1, lease_owner = %s,"
         " lease_expires_at = now() + make_interval(secs => %s)"
@@ -210,10 +211,13 @@ async def claim_expired_sagas(
         "   SELECT saga_id FROM sagas"
         "   WHERE state NOT IN ('COMPLETED', 'COMPENSATED') AND lease_expires_at < now()"
         "   ORDER BY lease_expires_at LIMIT %s FOR UPDATE SKIP LOCKED)"
-        " RETURNING saga_id, state, attempts",
+        " RETURNING saga_id, state, attempts, traceparent",
         (owner, lease_seconds, limit),
     )
-    return [(r["saga_id"], SagaState(r["state"]), r["attempts"]) for r in await cur.fetchall()]
+    return [
+        (r["saga_id"], SagaState(r["state"]), r["attempts"], r["traceparent"])
+        for r in await cur.fetchall()
+    ]
 
 
 # --- idempotency ------------------------------------------------------------------------
