@@ -13,13 +13,16 @@ source "$repo/ci/lib.sh"
 usage() {
   cat <<EOF
 Usage: ci/up.sh [--mode auto|offline|online] [--no-install] [--no-monitoring]
-                [--no-ingress] [--no-logging] [--release NAME] [--namespace NS]
+                [--no-ingress] [--no-logging] [--no-tracing] [--release NAME]
+                [--namespace NS]
 
 Brings up a 1 control-plane + 2 worker Kubernetes cluster (creating it when
 none is running), then (offline) the monitoring stack, then the ingress
-controller and the central logs, then installs the chart with values/local.yaml and
-waits until every workload is Ready. The app is then at http://saga.localhost:8080/
-(HTTPS: 8443), every pod's logs at http://logs.saga.localhost:8080/select/vmui/.
+controller, the central logs and the trace store, then installs the chart with
+values/local.yaml and waits until every workload is Ready. The app is then at
+http://saga.localhost:8080/ (HTTPS: 8443), every pod's logs at
+http://logs.saga.localhost:8080/select/vmui/, each saga's trace at
+http://traces.saga.localhost:8080/api/traces/<trace id>.
 
   --mode offline   build every binary and image here from package registries
                    (Debian, Go module proxy, PyPI, Maven Central): ci/cluster/, ci/images/
@@ -32,6 +35,8 @@ waits until every workload is Ready. The app is then at http://saga.localhost:80
                    the release on 127.0.0.1 (ci/ingress/up.sh)
   --no-logging     skip the central logs: VictoriaLogs and its node agent vlagent
                    (ci/logging/up.sh)
+  --no-tracing     skip the trace store: Jaeger, which the local profile's app sends
+                   its spans to (ci/tracing/up.sh)
   --release NAME   Helm release name (default saga)
   --namespace NS   namespace of the release (default saga)
 
@@ -42,7 +47,7 @@ Tear down: make down.
 EOF
 }
 
-mode=${SAGA_STACK_MODE:-auto} no_install=0 monitoring=1 ingress=1 logging=1 release=saga namespace=saga
+mode=${SAGA_STACK_MODE:-auto} no_install=0 monitoring=1 ingress=1 logging=1 tracing=1 release=saga namespace=saga
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --mode) mode=${2:?--mode needs a value}; shift ;;
@@ -50,6 +55,7 @@ while [[ $# -gt 0 ]]; do
     --no-monitoring) monitoring=0 ;;
     --no-ingress) ingress=0 ;;
     --no-logging) logging=0 ;;
+    --no-tracing) tracing=0 ;;
     --release) release=${2:?--release needs a value}; shift ;;
     --namespace) namespace=${2:?--namespace needs a value}; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -113,6 +119,10 @@ if [[ "$mode" == offline ]]; then
     step "logs: VictoriaLogs + vlagent on every worker"
     "$repo/ci/logging/up.sh" --kubeconfig "$cluster_kubeconfig"
   fi
+  if [[ $tracing == 1 ]]; then
+    step "traces: Jaeger (OTLP in, query API)"
+    "$repo/ci/tracing/up.sh" --kubeconfig "$cluster_kubeconfig"
+  fi
   values=(-f "$repo/values/local.yaml" -f "$repo/values/offline-images.yaml")
 else
   command -v kind >/dev/null || die "online mode needs kind on PATH"
@@ -138,6 +148,10 @@ else
   if [[ $logging == 1 ]]; then
     step "logs: VictoriaLogs + vlagent, upstream images"
     "$repo/ci/logging/up.sh" --kubeconfig "$cluster_kubeconfig" --upstream-images
+  fi
+  if [[ $tracing == 1 ]]; then
+    step "traces: Jaeger, upstream image"
+    "$repo/ci/tracing/up.sh" --kubeconfig "$cluster_kubeconfig" --upstream-images
   fi
 fi
 

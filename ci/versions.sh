@@ -44,6 +44,13 @@ TRAEFIK_GATEWAY_API_VERSION=v1.4.0
 # one Go module by ci/cluster/build-addons.sh, images saga-stack.local/victoria-logs and
 # saga-stack.local/vlagent:<this version>; online, the upstream images of the same tag.
 VICTORIALOGS_VERSION=v1.52.2
+# Traces (ci/tracing/): Jaeger's all-in-one (the v2 binary, cmd/jaeger: OTLP in, memory
+# store, query API and UI), built from the Go module proxy by ci/cluster/build-addons.sh,
+# image saga-stack.local/jaeger:<this version>; online, the upstream image of the same release.
+JAEGER_VERSION=v1.75.0
+# The same release's upstream image tag: Jaeger tags each release twice, v1.x on the Go
+# module and 2.x on the v2 binary's image.
+JAEGER_UPSTREAM_TAG=2.12.0
 # Online path (stock kind with upstream images; kind >= 0.31). Not exercised on
 # our registry-less CI machines.
 KIND_NODE_TAG=v1.35.0

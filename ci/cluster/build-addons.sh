@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build cluster add-on binaries (metrics-server, local-path-provisioner, CNI candidates,
 # prometheus-adapter for ci/monitoring/, Traefik for ci/ingress/, VictoriaLogs and vlagent
-# for ci/logging/)
+# for ci/logging/, Jaeger for ci/tracing/)
 # from the Go module proxy, one at a time, niced.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,6 +20,7 @@ RECIPES=(
   "traefik|github.com/traefik/traefik/v3|${TRAEFIK_VERSION}|./cmd/traefik|"
   "victoria-logs|github.com/VictoriaMetrics/VictoriaLogs|${VICTORIALOGS_VERSION}|./app/victoria-logs|"
   "vlagent|github.com/VictoriaMetrics/VictoriaLogs|${VICTORIALOGS_VERSION}|./app/vlagent|"
+  "jaeger|github.com/jaegertracing/jaeger|${JAEGER_VERSION}|./cmd/jaeger|"
 )
 
 usage() {

@@ -4,18 +4,18 @@
 # PostgreSQL, Redis, Kafka and Prometheus on top of it, each with the same
 # interface as the upstream image the chart uses by default; and
 # prometheus-adapter (ci/monitoring/), Traefik (ci/ingress/), VictoriaLogs and vlagent
-# (ci/logging/) on an empty base.
+# (ci/logging/) and Jaeger (ci/tracing/) on an empty base.
 # See ci/images/README.md. Only package registries are used: Debian's archive
 # (the machine's own apt sources, read at run time), PyPI (host-side
 # `pip download`), Maven Central (Kafka's jars, via ci/install-services.sh),
-# the Go module proxy (prometheus-adapter, Traefik, VictoriaLogs, vlagent, via
+# the Go module proxy (prometheus-adapter, Traefik, VictoriaLogs, vlagent, Jaeger, via
 # ci/cluster/build-addons.sh).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 PROG="images"
-ALL_IMAGES=(debian python app postgres redis kafka prometheus prometheus-adapter traefik victoria-logs vlagent)
+ALL_IMAGES=(debian python app postgres redis kafka prometheus prometheus-adapter traefik victoria-logs vlagent jaeger)
 
 usage() {
   cat <<EOF
@@ -39,6 +39,7 @@ appVersion) with the local Docker engine, in this order:
   victoria-logs, vlagent
               saga-stack.local/victoria-logs:\$VICTORIALOGS_VERSION and
               saga-stack.local/vlagent:\$VICTORIALOGS_VERSION (FROM scratch, the same way)
+  jaeger      saga-stack.local/jaeger:\$JAEGER_VERSION (FROM scratch, the same way)
 An image whose tag already exists is skipped (unless --force); a missing
 image that another one is built FROM is built first.
 
@@ -110,7 +111,7 @@ done
 source "$REPO_ROOT/ci/versions.sh"
 for v in DEBIAN_SUITE DEBIAN_NEXT_SUITE PYTHON_IMAGE_TAG POSTGRES_MAJOR POSTGRES_IMAGE_TAG \
   POSTGRES_SUITE REDIS_IMAGE_TAG REDIS_SUITE KAFKA_VERSION KAFKA_JAVA_MAJOR PROMETHEUS_IMAGE_TAG \
-  PROMETHEUS_SUITE PROMETHEUS_ADAPTER_VERSION TRAEFIK_VERSION VICTORIALOGS_VERSION; do
+  PROMETHEUS_SUITE PROMETHEUS_ADAPTER_VERSION TRAEFIK_VERSION VICTORIALOGS_VERSION JAEGER_VERSION; do
   [[ -n "${!v:-}" ]] || die "$v is not set in ci/versions.sh"
 done
 APP_VERSION="$(sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"]*\)"\{0,1\}[[:space:]]*$/\1/p' \
@@ -131,6 +132,7 @@ declare -A REF=(
   [traefik]="$REG/traefik:$TRAEFIK_VERSION"
   [victoria-logs]="$REG/victoria-logs:$VICTORIALOGS_VERSION"
   [vlagent]="$REG/vlagent:$VICTORIALOGS_VERSION"
+  [jaeger]="$REG/jaeger:$JAEGER_VERSION"
 )
 suite_ref() { echo "$REG/debian:$1"; }
 
@@ -495,6 +497,7 @@ build_prometheus_adapter() { go_binary_image prometheus-adapter prometheus-adapt
 build_traefik() { go_binary_image traefik traefik traefik "$TRAEFIK_VERSION"; }
 build_victoria_logs() { go_binary_image victoria-logs victoria-logs victoria-logs-prod "$VICTORIALOGS_VERSION"; }
 build_vlagent() { go_binary_image vlagent vlagent vlagent-prod "$VICTORIALOGS_VERSION"; }
+build_jaeger() { go_binary_image jaeger jaeger jaeger-linux "$JAEGER_VERSION"; }
 
 save_image() { # save_image NAME
   local ref="$1" file id

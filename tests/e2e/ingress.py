@@ -59,6 +59,11 @@ def local_ca() -> ssl.SSLContext:
     return ssl.create_default_context(cadata=pem)
 
 
+def pod_of(headers: httpx.Headers) -> str:
+    """The pod that answered: `x-served-by` is "<pod>-<pid>-<random>"."""
+    return str(headers["x-served-by"]).rsplit("-", 2)[0]
+
+
 class HostClient:
     """HTTP(S) to one host name through the published port: keep-alive, like most clients."""
 
@@ -72,9 +77,11 @@ class HostClient:
             timeout=10,
         )
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any, httpx.Headers]:
+    def call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, httpx.Headers]:
         response = self._client.request(
-            method, path, json=body, extensions={"sni_hostname": self.host}
+            method, path, json=body, headers=headers, extensions={"sni_hostname": self.host}
         )
         text = response.text
         parsed = json.loads(text) if text and text.lstrip().startswith(("{", "[")) else text

@@ -19,7 +19,7 @@ import pytest
 from saga_loadgen.stats import latency_summary
 
 from tests.e2e.cluster import APP_SELECTOR, RELEASE, kubectl, kubectl_json, ready_pods, wait_for
-from tests.e2e.ingress import GATEWAY, NAMESPACE, HostClient, local_ca, release_hosts
+from tests.e2e.ingress import GATEWAY, NAMESPACE, HostClient, local_ca, pod_of, release_hosts
 from tests.e2e.releases import RESULTS
 
 APP = f"{RELEASE}-saga-stack"
@@ -41,11 +41,6 @@ def figures() -> Iterator[dict[str, Any]]:
 
 def conditions(status: dict[str, Any]) -> dict[str, str]:
     return {c["type"]: c["status"] for c in status.get("conditions", [])}
-
-
-def pod_of(headers: Any) -> str:
-    """The pod that answered: `x-served-by` is "<pod>-<pid>-<random>"."""
-    return str(headers["x-served-by"]).rsplit("-", 2)[0]
 
 
 def test_the_gateway_and_the_routes_report_accepted_and_programmed(release: str) -> None:

@@ -127,6 +127,19 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"redis.architecture": "cluster"},
         ["redis", "/architecture"],
     ),
+    # spans
+    (
+        "tracing endpoint without a scheme",
+        {"tracing.otlpEndpoint": "jaeger:4318"},
+        ["/tracing/otlpEndpoint"],
+    ),
+    ("tracing sample ratio above 1", {"tracing.sampleRatio": 1.5}, ["/tracing/sampleRatio"]),
+    (
+        "tracing service name with a space",
+        {"tracing.serviceName": "saga service"},
+        ["/tracing/serviceName"],
+    ),
+    ("unknown key under tracing", {"tracing.endpoint": "http://x"}, ["/tracing", "'endpoint'"]),
     # the console
     ("unknown key under console", {"console.enable": True}, ["/console", "'enable'"]),
     ("console.enabled as a string", {"console.enabled": "yes"}, ["/console/enabled"]),

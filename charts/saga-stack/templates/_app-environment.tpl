@@ -14,6 +14,14 @@ pre-upgrade hook runs before this revision's ConfigMap exists.
 {{- $ca := include "saga-stack.caBundleFile" . -}}
 PORT: {{ .Values.containerPort | quote }}
 HTTP_KEEP_ALIVE_SECONDS: {{ .Values.httpKeepAliveSeconds | quote }}
+{{- with .Values.tracing }}
+{{- if .otlpEndpoint }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ .otlpEndpoint | quote }}
+OTEL_SERVICE_NAME: {{ .serviceName | quote }}
+OTEL_TRACES_SAMPLER: "parentbased_traceidratio"
+OTEL_TRACES_SAMPLER_ARG: {{ .sampleRatio | toString | quote }}
+{{- end }}
+{{- end }}
 SAGA_LEASE_SECONDS: {{ .Values.config.sagaLeaseSeconds | quote }}
 SHUTDOWN_GRACE_SECONDS: {{ .Values.shutdown.appGraceSeconds | quote }}
 DATABASE_POOL_SIZE: {{ .Values.config.databasePoolSize | quote }}
@@ -137,6 +145,23 @@ the second argument (a template can only return text; the file wants numbers).
 {{- $_ := unset $settings .name }}
 {{- end }}
 {{- $settings | toPrettyJson }}
+{{- end }}
+
+{{/* The pod's place as resource attributes of its spans (after POD_NAME in the env list:
+     a variable names only those defined before it). */}}
+{{- define "saga-stack.tracingEnv" -}}
+{{- if .Values.tracing.otlpEndpoint }}
+- name: K8S_NAMESPACE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: K8S_NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(K8S_NAMESPACE_NAME),k8s.node.name=$(K8S_NODE_NAME)"
+{{- end }}
 {{- end }}
 
 {{/* Where each credential lives: the umbrella's existingSecret, a subchart's Secret, or the external service's. */}}

@@ -162,6 +162,24 @@ app.kubernetes.io/part-of: saga-stack
 {{- if gt (len $hostPort) 1 }}{{ last $hostPort }}{{ else if eq $url.scheme "https" }}443{{ else }}80{{ end }}
 {{- end }}
 
+{{/* The port of tracing.otlpEndpoint: explicit, else the scheme's. */}}
+{{- define "saga-stack.otlpPort" -}}
+{{- $url := urlParse .Values.tracing.otlpEndpoint }}
+{{- $hostPort := splitList ":" $url.host }}
+{{- if gt (len $hostPort) 1 }}{{ last $hostPort }}{{ else if eq $url.scheme "https" }}443{{ else }}80{{ end }}
+{{- end }}
+
+{{/* The app's and the workers' egress rule to the span collector, when spans are exported. */}}
+{{- define "saga-stack.collectorEgress" -}}
+{{- if .Values.tracing.otlpEndpoint }}
+    - to:
+        {{- toYaml .Values.tracing.collectorPeers | nindent 8 }}
+      ports:
+        - port: {{ include "saga-stack.otlpPort" . }}
+          protocol: TCP
+{{- end }}
+{{- end }}
+
 {{/* Where the API tokens live (the name and key of a secretKeyRef): the user's Secret or the one the chart generates. */}}
 {{- define "saga-stack.apiTokensRef" -}}
 {{- if .Values.apiAuth.existingSecret -}}
