@@ -296,3 +296,19 @@ class InClusterProcess:
         if self._proc.poll() is None or self._proc.stderr is None:
             return "(still running)"
         return self._proc.stderr.read()[-2000:]
+
+
+def pod_usage(namespace: str) -> dict[str, dict[str, str]]:
+    """Each container's CPU and memory now, by pod, as metrics-server reports them (figures,
+    not checks): {pod: {"<container> cpu": "3m", "<container> memory": "15Mi"}}."""
+    listing = json.loads(
+        kubectl("get", "--raw", f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods")
+    )
+    return {
+        item["metadata"]["name"]: {
+            f"{c['name']} {resource}": str(value)
+            for c in item["containers"]
+            for resource, value in c["usage"].items()
+        }
+        for item in listing["items"]
+    }

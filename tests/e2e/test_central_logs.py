@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.e2e import logstore
-from tests.e2e.cluster import kubectl_json, wait_for
+from tests.e2e.cluster import kubectl_json, pod_usage, wait_for
 from tests.e2e.ingress import HostClient, release_hosts
 from tests.e2e.releases import RESULTS
 
@@ -120,6 +120,7 @@ def test_every_pod_of_the_release_has_its_lines_in_the_store(release: str) -> No
     except AssertionError as exc:
         raise AssertionError(f"{exc}; none from {sorted(running - set(seen))}") from None
     FIGURES["lines_per_pod"] = dict(sorted(seen.items()))
+    FIGURES["store_and_agents_usage"] = pod_usage(logstore.NAMESPACE)
 
 
 def test_the_store_s_web_ui_and_api_answer_on_the_host() -> None:

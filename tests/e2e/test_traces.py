@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e import logstore, tracestore
-from tests.e2e.cluster import APP_SELECTOR, ready_pods, wait_for
+from tests.e2e.cluster import APP_SELECTOR, pod_usage, ready_pods, wait_for
 from tests.e2e.ingress import HostClient, pod_of, release_hosts
 from tests.e2e.releases import RESULTS
 
@@ -94,6 +94,7 @@ def test_one_saga_is_one_trace_across_the_pods_that_ran_it(release: str) -> None
     assert len(saga_ids) == 1 and None not in saga_ids, saga_ids
     saga_id = str(saga_ids.pop())
 
+    FIGURES["store_usage"] = pod_usage(tracestore.NAMESPACE)
     # The log lines of the saga name these spans: a line leads to its span.
     lines = logstore.query(f"saga_id:={logstore.quoted(saga_id)}")
     assert lines and {line["span_id"] for line in lines} <= set(by_id), lines

@@ -11,6 +11,7 @@ import httpx
 from tests.e2e.ingress import PORTS
 
 HOST = "traces.saga.localhost"
+NAMESPACE = "saga-tracing"
 
 
 @dataclass(frozen=True, slots=True)
