@@ -143,7 +143,7 @@ else
   [[ $monitoring == 1 ]] && step "monitoring: not installed online; for the backlog metric see ci/monitoring/README.md"
   if [[ $ingress == 1 ]]; then
     step "ingress: Traefik (Ingress and Gateway API) on 127.0.0.1, upstream image"
-    "$repo/ci/ingress/up.sh" --kubeconfig "$cluster_kubeconfig" --image "traefik:${TRAEFIK_VERSION}"
+    "$repo/ci/ingress/up.sh" --kubeconfig "$cluster_kubeconfig" --upstream-images
   fi
   if [[ $logging == 1 ]]; then
     step "logs: VictoriaLogs + vlagent, upstream images"

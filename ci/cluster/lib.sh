@@ -67,7 +67,52 @@ NODE_RUN_FLAGS=(
   --init=false
 )
 
-# --- add-ons (ci/monitoring/, ci/ingress/) ------------------------------------
+# --- add-ons (ci/monitoring/, ci/ingress/, ci/logging/, ci/tracing/) -----------
+# addon_args ARG...: the options of every add-on script, parsed into ADDON_IMAGES (1: build
+# our images and load them), ADDON_UPSTREAM (1: run the upstream images instead: a cluster
+# that pulls) and ADDON_TIMEOUT (seconds per wait); then sets K (addon_kubectl). The
+# caller defines usage().
+# shellcheck disable=SC2034  # ADDON_IMAGES and ADDON_TIMEOUT are read by the caller
+addon_args() {
+  local kubeconfig="${KUBECONFIG:-${CLUSTER_STATE}/kubeconfig}"
+  ADDON_IMAGES=1 ADDON_UPSTREAM=0 ADDON_TIMEOUT=300
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --kubeconfig) kubeconfig="${2:?--kubeconfig needs a file}"; shift ;;
+      --upstream-images) ADDON_UPSTREAM=1; ADDON_IMAGES=0 ;;
+      --no-images) ADDON_IMAGES=0 ;;
+      --timeout) ADDON_TIMEOUT="${2:?--timeout needs seconds}"; shift ;;
+      -h|--help) usage; exit 0 ;;
+      *) usage >&2; die "unknown argument: $1" ;;
+    esac
+    shift
+  done
+  addon_kubectl "$kubeconfig"
+}
+# The usage lines of those options, for the scripts' usage().
+# shellcheck disable=SC2034  # read by the add-on scripts
+ADDON_OPTIONS_HELP="  --kubeconfig FILE   default: \$KUBECONFIG, else ${CLUSTER_STATE}/kubeconfig
+  --upstream-images   run the upstream images named above (a cluster that pulls images)
+                      instead of building ours (implies --no-images)
+  --no-images         do not build or load the images (they are already in the nodes)
+  --timeout SECONDS   for each wait (default 300)"
+
+# addon_image_refs DIR OURS=UPSTREAM...: dies unless DIR/manifests/ name each of our image
+# references (ci/versions.sh is where the tags live); with --upstream-images, sets
+# IMAGE_SUBST (read by apply_manifests) to put the upstream ones in their place.
+addon_image_refs() {
+  local dir="$1" pair ours upstream
+  shift
+  IMAGE_SUBST=""
+  for pair in "$@"; do
+    ours="${pair%%=*}" upstream="${pair#*=}"
+    grep -qF "image: ${ours}" "${dir}"/manifests/*.yaml ||
+      die "${dir}/manifests/ do not use ${ours} (ci/versions.sh): update the image tags there"
+    [[ $ADDON_UPSTREAM == 1 ]] && IMAGE_SUBST+="s|image: ${ours}|image: ${upstream}|;"
+  done
+  return 0
+}
+
 # addon_kubectl KUBECONFIG: sets K, the kubectl command line of the add-on scripts: the
 # kubectl built with the cluster (else PATH's), on KUBECONFIG.
 addon_kubectl() {

@@ -9,6 +9,7 @@ PROG=ingress
 INGRESS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 NS=saga-ingress
 TRAEFIK_REF="saga-stack.local/traefik:${TRAEFIK_VERSION}"
+UPSTREAM_TRAEFIK_REF="traefik:${TRAEFIK_VERSION}"
 TLS_SECRET=saga-ingress-tls
 TLS_DIR="${SAGA_STACK_CACHE}/ingress-tls"
 # Names a certificate made here; any other Secret of that name is the user's, left alone.
@@ -16,12 +17,11 @@ GENERATED=saga-stack.io/generated-by=ci-ingress
 
 usage() {
   cat <<USAGE
-Usage: ci/ingress/up.sh [--kubeconfig FILE] [--image REF] [--no-images] [--timeout SECONDS]
+Usage: ci/ingress/up.sh [--kubeconfig FILE] [--upstream-images] [--no-images] [--timeout SECONDS]
 
 Brings up, in namespace ${NS}:
   Traefik ${TRAEFIK_VERSION}   image ${TRAEFIK_REF} (built from the Go module proxy; the
-                      first build takes minutes) or, with --image, the one you name
-                      (online: traefik:${TRAEFIK_VERSION})
+                      first build takes minutes); upstream: ${UPSTREAM_TRAEFIK_REF}
   IngressClass traefik, GatewayClass traefik, Gateway ${NS}/saga-gateway (listeners
                       http :8000 and https :8443, routes from every namespace)
   Gateway API CRDs    ${TRAEFIK_GATEWAY_API_VERSION}, standard channel (the version this Traefik
@@ -36,38 +36,18 @@ From the host: http://saga.localhost:${INGRESS_HTTP_PORT}/ and https://saga.loca
 (the control-plane node publishes the NodePorts ${INGRESS_NODE_PORT_HTTP} and ${INGRESS_NODE_PORT_HTTPS}
 there, from its creation; INGRESS_HTTP_PORT / INGRESS_HTTPS_PORT change them).
 
-  --kubeconfig FILE   default: \$KUBECONFIG, else ${CLUSTER_STATE}/kubeconfig
-  --image REF         run this Traefik image instead of building one (implies --no-images)
-  --no-images         do not build or load the image (it is already in the nodes)
-  --timeout SECONDS   for each wait (default 300)
+${ADDON_OPTIONS_HELP}
 
 See ci/ingress/README.md. Remove it: kubectl delete -f ci/ingress/manifests/
 USAGE
 }
 
-kubeconfig="${KUBECONFIG:-${CLUSTER_STATE}/kubeconfig}"
-images=1 timeout=300 image=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --kubeconfig) kubeconfig="${2:?--kubeconfig needs a file}"; shift ;;
-    --image) image="${2:?--image needs a reference}"; images=0; shift ;;
-    --no-images) images=0 ;;
-    --timeout) timeout="${2:?--timeout needs seconds}"; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) usage >&2; die "unknown argument: $1" ;;
-  esac
-  shift
-done
-addon_kubectl "$kubeconfig"
+addon_args "$@"
 need openssl
 t0=$SECONDS
+addon_image_refs "$INGRESS_DIR" "${TRAEFIK_REF}=${UPSTREAM_TRAEFIK_REF}"
 
-grep -qF "image: ${TRAEFIK_REF}" "${INGRESS_DIR}/manifests/10-traefik.yaml" ||
-  die "ci/ingress/manifests/10-traefik.yaml does not use ${TRAEFIK_REF} (ci/versions.sh): update its image"
-IMAGE_SUBST=""
-[[ -n "$image" ]] && IMAGE_SUBST="s|image: ${TRAEFIK_REF}|image: ${image}|"
-
-[[ $images == 1 ]] && addon_images traefik
+[[ $ADDON_IMAGES == 1 ]] && addon_images traefik
 
 gateway_api_crds() {
   local want="$TRAEFIK_GATEWAY_API_VERSION" have dir
@@ -91,7 +71,7 @@ gateway_api_crds() {
       "https://github.com/kubernetes-sigs/gateway-api/releases/download/${want}/standard-install.yaml" >/dev/null ||
       die "applying the Gateway API CRDs failed"
   fi
-  "${K[@]}" wait --for=condition=Established --timeout="${timeout}s" \
+  "${K[@]}" wait --for=condition=Established --timeout="${ADDON_TIMEOUT}s" \
     crd/gatewayclasses.gateway.networking.k8s.io crd/gateways.gateway.networking.k8s.io \
     crd/httproutes.gateway.networking.k8s.io >/dev/null || die "the Gateway API CRDs are not Established"
 }
@@ -143,12 +123,12 @@ host_port_answers() {
   [[ "$code" == 404 ]]
 }
 
-log "kubectl apply -f ci/ingress/manifests/ (namespace ${NS}; waits up to ${timeout}s per Deployment)"
-apply_manifests "$NS" "$timeout" "${INGRESS_DIR}/manifests/00-namespace.yaml"
+log "kubectl apply -f ci/ingress/manifests/ (namespace ${NS}; waits up to ${ADDON_TIMEOUT}s per Deployment)"
+apply_manifests "$NS" "$ADDON_TIMEOUT" "${INGRESS_DIR}/manifests/00-namespace.yaml"
 tls_secret
 gateway_api_crds
-apply_manifests "$NS" "$timeout" "${INGRESS_DIR}/manifests/10-traefik.yaml" "${INGRESS_DIR}/manifests/20-gateway.yaml"
-"${K[@]}" -n "$NS" wait --for=condition=Programmed gateway/saga-gateway --timeout="${timeout}s" >/dev/null ||
+apply_manifests "$NS" "$ADDON_TIMEOUT" "${INGRESS_DIR}/manifests/10-traefik.yaml" "${INGRESS_DIR}/manifests/20-gateway.yaml"
+"${K[@]}" -n "$NS" wait --for=condition=Programmed gateway/saga-gateway --timeout="${ADDON_TIMEOUT}s" >/dev/null ||
   { "${K[@]}" -n "$NS" get gateway saga-gateway -o yaml >&2; die "Gateway ${NS}/saga-gateway is not Programmed"; }
 log "  gateway/saga-gateway Programmed"
 if host_port_answers; then

@@ -21,18 +21,16 @@ usage() {
 Usage: ci/logging/up.sh [--kubeconfig FILE] [--upstream-images] [--no-images] [--timeout SECONDS]
 
 Brings up, in namespace ${NS}:
-  VictoriaLogs ${VICTORIALOGS_VERSION}  ${STORE_REF}: the log store (2 days, 768 MiB),
-                        svc/victoria-logs.${NS}:9428, web UI and query API through the ingress
-  vlagent (DaemonSet)   ${AGENT_REF}: on every worker node, tails every
-                        container's log file and ships the lines with the pod's metadata
+  VictoriaLogs ${VICTORIALOGS_VERSION}  ${STORE_REF} (upstream: ${UPSTREAM_STORE_REF}):
+                        the log store (2 days, 768 MiB), svc/victoria-logs.${NS}:9428,
+                        web UI and query API through the ingress
+  vlagent (DaemonSet)   ${AGENT_REF} (upstream: ${UPSTREAM_AGENT_REF}): on every
+                        worker node, tails every container's log file and ships the
+                        lines with the pod's metadata
 Both binaries come from one Go module (ci/cluster/build-addons.sh, a minute or two the
 first time), each on an empty base (ci/images/build.sh), imported into the worker nodes.
 
-  --kubeconfig FILE   default: \$KUBECONFIG, else ${CLUSTER_STATE}/kubeconfig
-  --upstream-images   run ${UPSTREAM_STORE_REF} and ${UPSTREAM_AGENT_REF}
-                      (a cluster that pulls images) instead of building ours (implies --no-images)
-  --no-images         do not build or load the images (they are already in the nodes)
-  --timeout SECONDS   for each wait (default 300)
+${ADDON_OPTIONS_HELP}
 
 Query (the app's JSON fields are fields here):
   curl -s ${UI_URL}/select/logsql/query --data-urlencode 'query=saga_id:="<id>"'
@@ -41,35 +39,16 @@ Remove it: kubectl delete -f ci/logging/manifests/
 USAGE
 }
 
-kubeconfig="${KUBECONFIG:-${CLUSTER_STATE}/kubeconfig}"
-images=1 timeout=300 upstream=0
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --kubeconfig) kubeconfig="${2:?--kubeconfig needs a file}"; shift ;;
-    --upstream-images) upstream=1; images=0 ;;
-    --no-images) images=0 ;;
-    --timeout) timeout="${2:?--timeout needs seconds}"; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) usage >&2; die "unknown argument: $1" ;;
-  esac
-  shift
-done
-addon_kubectl "$kubeconfig"
+addon_args "$@"
 t0=$SECONDS
+addon_image_refs "$LOGGING_DIR" "${STORE_REF}=${UPSTREAM_STORE_REF}" "${AGENT_REF}=${UPSTREAM_AGENT_REF}"
 
-for ref in "$STORE_REF" "$AGENT_REF"; do
-  grep -qF "image: ${ref}" "${LOGGING_DIR}"/manifests/*.yaml ||
-    die "ci/logging/manifests/ do not use ${ref} (ci/versions.sh): update the image tags there"
-done
-IMAGE_SUBST=""
-[[ $upstream == 1 ]] && IMAGE_SUBST="s|image: ${STORE_REF}|image: ${UPSTREAM_STORE_REF}|;s|image: ${AGENT_REF}|image: ${UPSTREAM_AGENT_REF}|"
-
-[[ $images == 1 ]] && addon_images victoria-logs vlagent
+[[ $ADDON_IMAGES == 1 ]] && addon_images victoria-logs vlagent
 
 # The store first: the agents start shipping as soon as they run.
-log "kubectl apply -f ci/logging/manifests/ (namespace ${NS}; waits up to ${timeout}s each)"
-apply_manifests "$NS" "$timeout" "${LOGGING_DIR}"/manifests/*.yaml
-"${K[@]}" -n "$NS" rollout status ds/vlagent --timeout="${timeout}s" >/dev/null ||
+log "kubectl apply -f ci/logging/manifests/ (namespace ${NS}; waits up to ${ADDON_TIMEOUT}s each)"
+apply_manifests "$NS" "$ADDON_TIMEOUT" "${LOGGING_DIR}"/manifests/*.yaml
+"${K[@]}" -n "$NS" rollout status ds/vlagent --timeout="${ADDON_TIMEOUT}s" >/dev/null ||
   { "${K[@]}" -n "$NS" get pods -o wide >&2; die "ds/vlagent in ${NS} is not Ready on every node"; }
 log "  ds/vlagent Ready on $("${K[@]}" -n "$NS" get ds vlagent -o jsonpath='{.status.numberReady}') nodes"
 log "ready in $((SECONDS - t0))s: svc/victoria-logs.${NS}:9428; web UI ${UI_URL}/select/vmui/"

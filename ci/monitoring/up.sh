@@ -30,42 +30,26 @@ Steps, each skipped when already done:
   3. waits for Prometheus and the adapter to be Ready and for the APIService
      ${APISERVICE} to be Available
 
-  --kubeconfig FILE   default: \$KUBECONFIG, else ${CLUSTER_STATE}/kubeconfig
-  --no-images         skip step 1 (the images are already in the nodes)
-  --timeout SECONDS   for each wait (default 300)
+${ADDON_OPTIONS_HELP}
+                      (--upstream-images is not offered here: online, see
+                      ci/monitoring/README.md)
 
 Check it: ci/monitoring/smoke.sh. Remove it: kubectl delete -f ci/monitoring/manifests/
 USAGE
 }
 
-kubeconfig="${KUBECONFIG:-${CLUSTER_STATE}/kubeconfig}"
-images=1 timeout=300
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --kubeconfig) kubeconfig="${2:?--kubeconfig needs a file}"; shift ;;
-    --no-images) images=0 ;;
-    --timeout) timeout="${2:?--timeout needs seconds}"; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) usage >&2; die "unknown argument: $1" ;;
-  esac
-  shift
-done
-addon_kubectl "$kubeconfig"
+addon_args "$@"
+[[ $ADDON_UPSTREAM == 0 ]] || die "--upstream-images: not offered for the monitoring stack (online, see ci/monitoring/README.md)"
 t0=$SECONDS
+addon_image_refs "$MON_DIR" "${PROM_REF}=" "${ADAPTER_REF}="
 
-# The manifests name the images by tag; ci/versions.sh is where the tags live.
-for ref in "$PROM_REF" "$ADAPTER_REF"; do
-  grep -qF "image: ${ref}" "${MON_DIR}"/manifests/*.yaml ||
-    die "ci/monitoring/manifests/ do not use ${ref} (ci/versions.sh): update the image tags there"
-done
-
-[[ $images == 1 ]] && addon_images prometheus prometheus-adapter
+[[ $ADDON_IMAGES == 1 ]] && addon_images prometheus prometheus-adapter
 
 # One file at a time, each Deployment Ready before the next file: the adapter starts
 # when Prometheus already answers (see the headless Service in 10-prometheus.yaml).
-log "kubectl apply -f ci/monitoring/manifests/ (namespace ${NS}; waits up to ${timeout}s per Deployment)"
-apply_manifests "$NS" "$timeout" "${MON_DIR}"/manifests/*.yaml
-"${K[@]}" wait --for=condition=Available "apiservice/${APISERVICE}" --timeout="${timeout}s" >/dev/null ||
+log "kubectl apply -f ci/monitoring/manifests/ (namespace ${NS}; waits up to ${ADDON_TIMEOUT}s per Deployment)"
+apply_manifests "$NS" "$ADDON_TIMEOUT" "${MON_DIR}"/manifests/*.yaml
+"${K[@]}" wait --for=condition=Available "apiservice/${APISERVICE}" --timeout="${ADDON_TIMEOUT}s" >/dev/null ||
   { "${K[@]}" get apiservice "${APISERVICE}" -o yaml >&2; die "APIService ${APISERVICE} is not Available"; }
 "${K[@]}" get --raw "/apis/external.metrics.k8s.io/v1beta1" >/dev/null ||
   die "the external metrics API does not answer"
