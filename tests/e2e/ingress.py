@@ -13,6 +13,8 @@ import json
 import os
 import ssl
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -112,3 +114,27 @@ class HostClient:
 
     def __exit__(self, *exc: object) -> None:
         self._client.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """An order placed through the ingress and confirmed: the answer to its POST."""
+
+    order_id: str
+    saga_id: str
+    trace_id: str
+    request_span_id: str  # the POST's span, from the answer's traceparent
+
+
+def confirmed_orders(client: HostClient, prefix: str, count: int) -> Iterator[Confirmed]:
+    """Up to `count` orders, one at a time, each yielded once its saga confirmed it (stock
+    for all of them is put in place first)."""
+    status, body, _ = client.call("PUT", f"/stock/{prefix}-sku", {"quantity": count})
+    assert status == 200, body
+    for n in range(1, count + 1):
+        status, body, headers = client.place_order(f"{prefix}-{n}", f"{prefix}-sku")
+        assert status == 202, body
+        assert client.wait_final(body["order_id"]) == "CONFIRMED", body
+        # 00-<trace id>-<span id>-<flags>
+        _, trace_id, span_id, _ = headers["traceparent"].split("-")
+        yield Confirmed(str(body["order_id"]), str(body["saga_id"]), trace_id, span_id)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e import logstore
 from tests.e2e.cluster import kubectl_json, pod_usage, wait_for
-from tests.e2e.ingress import HostClient, release_hosts
+from tests.e2e.ingress import HostClient, confirmed_orders, release_hosts
 from tests.e2e.releases import RESULTS
 
 POD = "kubernetes.pod_name"
@@ -61,13 +61,9 @@ def test_one_saga_is_found_by_its_saga_order_and_trace_id_across_the_pods_that_r
     placed = 0
     lines: list[dict[str, Any]] = []
     with HostClient("http", release_hosts(release)["ingress"]) as client:
-        status, _, _ = client.call("PUT", "/stock/logs-sku", {"quantity": MAX_ORDERS})
-        assert status == 200
-        for placed in range(1, MAX_ORDERS + 1):
-            status, body, _ = client.place_order(f"logs-{placed}", "logs-sku")
-            assert status == 202, body
-            assert client.wait_final(body["order_id"]) == "CONFIRMED"
-            saga_id, order_id = str(body["saga_id"]), str(body["order_id"])
+        for order in confirmed_orders(client, "logs", MAX_ORDERS):
+            placed += 1
+            saga_id, order_id = order.saga_id, order.order_id
             lines = wait_for(
                 f"saga {saga_id}'s lines, first to last, in the log store",
                 functools.partial(completed_saga_lines, saga_id),

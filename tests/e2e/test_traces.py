@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e import logstore, tracestore
 from tests.e2e.cluster import APP_SELECTOR, pod_usage, ready_pods, wait_for
-from tests.e2e.ingress import HostClient, pod_of, release_hosts
+from tests.e2e.ingress import HostClient, confirmed_orders, pod_of, release_hosts
 from tests.e2e.releases import RESULTS
 
 # Orders to place at most until one saga's steps ran on two app pods (see test_central_logs).
@@ -52,19 +52,14 @@ def whole_trace(trace_id: str) -> list[tracestore.Span] | None:
 
 def test_one_saga_is_one_trace_across_the_pods_that_ran_it(release: str) -> None:
     spans: list[tracestore.Span] = []
-    placed = 0
+    placed, request_span = 0, ""
     with HostClient("http", release_hosts(release)["ingress"]) as client:
-        status, _, _ = client.call("PUT", "/stock/trace-sku", {"quantity": MAX_ORDERS})
-        assert status == 200
-        for placed in range(1, MAX_ORDERS + 1):
-            status, body, headers = client.place_order(f"trace-{placed}", "trace-sku")
-            assert status == 202, body
-            assert client.wait_final(body["order_id"]) == "CONFIRMED"
-            # the answer names the request's span: 00-<trace id>-<span id>-<flags>
-            _, trace_id, request_span, _ = headers["traceparent"].split("-")
+        for order in confirmed_orders(client, "trace", MAX_ORDERS):
+            placed += 1
+            request_span = order.request_span_id
             spans = wait_for(
-                f"trace {trace_id} whole in the trace store",
-                functools.partial(whole_trace, trace_id),
+                f"trace {order.trace_id} whole in the trace store",
+                functools.partial(whole_trace, order.trace_id),
                 timeout=60,
             )
             if len({s.pod for s in spans if s.name != JOB}) >= 2:
