@@ -55,7 +55,7 @@ class RecoverySweeper:
                     "saga recovery",
                     tracing.parse_traceparent(traceparent),
                     attributes={"saga.id": str(saga_id), "saga.state": state.value},
-                ),
+                ) as span,
                 tracing.bound(saga_id=str(saga_id)),
             ):
                 metrics.RECOVERY_RESUMED.inc()
@@ -72,6 +72,7 @@ class RecoverySweeper:
                     raise
                 except Exception as exc:
                     delay = retry_delay_seconds(attempts, cap=self.lease_seconds)
+                    span.fail(f"resumed step failed: {exc!r}")
                     log.warning(
                         "resumed step failed; backing off",
                         extra={"error": repr(exc), "retry_in_s": delay},
