@@ -144,6 +144,23 @@ addon_images() {
   done
 }
 
+# addon_headless NAMESPACE SERVICE: a Service of an earlier apply that still has a ClusterIP
+# is deleted, so that the manifests' headless one can be applied (clusterIP cannot change in
+# place); ADDON_WAS_CLUSTER_IP says whether it was (its clients' open connections still go
+# to the old address).
+# shellcheck disable=SC2034  # ADDON_WAS_CLUSTER_IP is read by the caller
+addon_headless() {
+  local ip
+  ADDON_WAS_CLUSTER_IP=0
+  ip="$("${K[@]}" -n "$1" get service "$2" -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)"
+  if [[ -n "$ip" && "$ip" != None ]]; then
+    log "svc/$2 in $1 has ClusterIP ${ip}: deleted, to be applied headless"
+    "${K[@]}" -n "$1" delete service "$2" --wait >/dev/null || die "deleting svc/$2 in $1 failed"
+    ADDON_WAS_CLUSTER_IP=1
+  fi
+  return 0
+}
+
 # Applied with "${K[@]}", the caller's kubectl and kubeconfig. Each Deployment's pod
 # template carries the sha256 of the ConfigMaps of its file (the annotation
 # saga-stack.io/config-sha256: ""), so `apply` rolls its pods exactly when their

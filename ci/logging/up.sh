@@ -47,7 +47,12 @@ addon_image_refs "$LOGGING_DIR" "${STORE_REF}=${UPSTREAM_STORE_REF}" "${AGENT_RE
 
 # The store first: the agents start shipping as soon as they run.
 log "kubectl apply -f ci/logging/manifests/ (namespace ${NS}; waits up to ${ADDON_TIMEOUT}s each)"
+addon_headless "$NS" victoria-logs
 apply_manifests "$NS" "$ADDON_TIMEOUT" "${LOGGING_DIR}"/manifests/*.yaml
+if [[ $ADDON_WAS_CLUSTER_IP == 1 ]]; then
+  log "  ds/vlagent restarted: its connections to the old ClusterIP stay open otherwise"
+  "${K[@]}" -n "$NS" rollout restart ds/vlagent >/dev/null || die "restarting ds/vlagent failed"
+fi
 "${K[@]}" -n "$NS" rollout status ds/vlagent --timeout="${ADDON_TIMEOUT}s" >/dev/null ||
   { "${K[@]}" -n "$NS" get pods -o wide >&2; die "ds/vlagent in ${NS} is not Ready on every node"; }
 log "  ds/vlagent Ready on $("${K[@]}" -n "$NS" get ds vlagent -o jsonpath='{.status.numberReady}') nodes"

@@ -39,5 +39,6 @@ addon_image_refs "$TRACING_DIR" "${JAEGER_REF}=${UPSTREAM_JAEGER_REF}"
 [[ $ADDON_IMAGES == 1 ]] && addon_images jaeger
 
 log "kubectl apply -f ci/tracing/manifests/ (namespace ${NS}; waits up to ${ADDON_TIMEOUT}s)"
+addon_headless "$NS" jaeger
 apply_manifests "$NS" "$ADDON_TIMEOUT" "${TRACING_DIR}"/manifests/*.yaml
 log "ready in $((SECONDS - t0))s: OTLP at http://jaeger.${NS}.svc:4318, queries at ${URL}/api/traces/<trace id>"
