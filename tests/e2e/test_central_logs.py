@@ -17,7 +17,7 @@ from tests.e2e.cluster import kubectl_json, pod_usage, wait_for
 from tests.e2e.ingress import HostClient, confirmed_orders, release_hosts
 from tests.e2e.releases import RESULTS
 
-POD = "kubernetes.pod_name"
+POD = logstore.POD
 # Orders to place at most until one saga has been handled by two pods: its "order placed"
 # line comes from the pod that took the request (Traefik alternates the pods) and its steps
 # from the consumer of its partition; each order has about even odds of crossing pods.
@@ -33,28 +33,6 @@ def figures() -> Iterator[dict[str, Any]]:
         (RESULTS / "e2e-logs.json").write_text(json.dumps(FIGURES, indent=2) + "\n")
 
 
-def saga_lines(field: str, value: str) -> list[dict[str, Any]]:
-    return logstore.query(f"{field}:={logstore.quoted(value)} | sort by (_time)")
-
-
-def completed_saga_lines(saga_id: str) -> list[dict[str, Any]] | None:
-    """The saga's lines once the store has all of them: the order taken, the last step, and
-    the order document the confirmation queued for a job worker."""
-    lines = saga_lines("saga_id", saga_id)
-    msgs = {line.get("_msg") for line in lines}
-    completed = any(line.get("state") == "COMPLETED" for line in lines)
-    return lines if completed and {"order placed", "order document created"} <= msgs else None
-
-
-def app_pods(lines: list[dict[str, Any]]) -> set[str]:
-    """The app's pods among the lines' (not the job workers')."""
-    return {
-        line[POD]
-        for line in lines
-        if line.get("kubernetes.pod_labels.app.kubernetes.io/component") == "app"
-    }
-
-
 def test_one_saga_is_found_by_its_saga_order_and_trace_id_across_the_pods_that_ran_it(
     release: str,
 ) -> None:
@@ -66,28 +44,30 @@ def test_one_saga_is_found_by_its_saga_order_and_trace_id_across_the_pods_that_r
             saga_id, order_id = order.saga_id, order.order_id
             lines = wait_for(
                 f"saga {saga_id}'s lines, first to last, in the log store",
-                functools.partial(completed_saga_lines, saga_id),
+                functools.partial(logstore.completed_saga, saga_id),
                 timeout=60,
             )
-            if len(app_pods(lines)) >= 2:
+            if len(logstore.pods(logstore.app_lines(lines))) >= 2:
                 break
-    pods = sorted({line[POD] for line in lines})
+    app = logstore.app_lines(lines)
+    pods = sorted(logstore.pods(lines))
     FIGURES["saga"] = {"orders_placed": placed, "lines": len(lines), "pods": pods}
-    assert len(app_pods(lines)) >= 2, f"{MAX_ORDERS} sagas, each run by one app pod only: {pods}"
+    assert len(logstore.pods(app)) >= 2, f"{MAX_ORDERS} sagas, each run by one app pod: {pods}"
     assert {line["kubernetes.pod_namespace"] for line in lines} == {release}
     assert {line["order_id"] for line in lines} == {order_id}
-    steps = [line["step"] for line in lines if line.get("_msg") == "saga step done"]
+    steps = [line["step"] for line in app if line.get("_msg") == "saga step done"]
     assert steps[-1] == "confirm_order", steps
-    # every line carries the saga's one trace: the request's, each hop's, the job's
+    # every line carries the saga's one trace: the request's, each hop's, the job's once it ran
     traces = {line.get("trace_id") for line in lines}
     assert len(traces) == 1 and None not in traces, traces
-    trace_id = traces.pop()
+    trace_id = str(traces.pop())
 
+    # The same lines by each of the three ids (the app's: the job may land in between).
     def key(found: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-        return [(line["_time"], line[POD], line["_msg"]) for line in found]
+        return [(line["_time"], line[POD], line["_msg"]) for line in logstore.app_lines(found)]
 
-    assert key(saga_lines("order_id", order_id)) == key(lines)
-    assert key(saga_lines("trace_id", str(trace_id))) == key(lines)
+    assert key(logstore.saga_lines("order_id", order_id)) == key(lines)
+    assert key(logstore.saga_lines("trace_id", trace_id)) == key(lines)
 
 
 def test_every_pod_of_the_release_has_its_lines_in_the_store(release: str) -> None:

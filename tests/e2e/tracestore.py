@@ -25,24 +25,21 @@ class Span:
     tags: dict[str, Any]
 
 
-def trace(trace_id: str) -> list[Span]:
-    """The spans of one trace the store holds (none when it holds no such trace)."""
+def _get(path: str, params: dict[str, str] | None = None) -> httpx.Response:
     with httpx.Client(
         base_url=f"http://127.0.0.1:{PORTS['http']}", headers={"host": HOST}, timeout=30
     ) as client:
-        response = client.get(f"/api/traces/{trace_id}")
-    if response.status_code == 404:
-        return []
-    response.raise_for_status()
-    data = response.json()["data"]
-    if not data:
-        return []
+        return client.get(path, params=params)
+
+
+def _spans(trace: dict[str, Any]) -> list[Span]:
+    """One trace of Jaeger's JSON answer as spans, each with its process's pod."""
     processes = {
         key: {t["key"]: t["value"] for t in p["tags"]} | {"service.name": p["serviceName"]}
-        for key, p in data[0]["processes"].items()
+        for key, p in trace["processes"].items()
     }
     spans = []
-    for raw in data[0]["spans"]:
+    for raw in trace["spans"]:
         process = processes[raw["processID"]]
         parents = [r["spanID"] for r in raw["references"] if r["refType"] == "CHILD_OF"]
         spans.append(
@@ -57,3 +54,25 @@ def trace(trace_id: str) -> list[Span]:
             )
         )
     return spans
+
+
+def trace(trace_id: str) -> list[Span]:
+    """The spans of one trace the store holds (none when it holds no such trace)."""
+    response = _get(f"/api/traces/{trace_id}")
+    if response.status_code == 404:
+        return []
+    response.raise_for_status()
+    data = response.json()["data"]
+    return _spans(data[0]) if data else []
+
+
+def traces_with(
+    operation: str, service: str = "saga-service", limit: int = 100
+) -> list[list[Span]]:
+    """The newest traces (at most `limit`) that hold a span named `operation`."""
+    response = _get(
+        "/api/traces",
+        {"service": service, "operation": operation, "limit": str(limit), "lookback": "1h"},
+    )
+    response.raise_for_status()
+    return [_spans(t) for t in response.json()["data"] or []]
