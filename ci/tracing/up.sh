@@ -19,7 +19,7 @@ Usage: ci/tracing/up.sh [--kubeconfig FILE] [--upstream-images] [--no-images] [-
 Brings up, in namespace ${NS}:
   Jaeger ${JAEGER_VERSION} (all in one)  ${JAEGER_REF} (upstream, with the web UI:
                       ${UPSTREAM_JAEGER_REF}): OTLP in on svc/jaeger.${NS}:4318 (HTTP)
-                      and :4317 (gRPC), the newest 20,000 traces in memory, the query
+                      and :4317 (gRPC), the newest 5,000 traces in memory, the query
                       API on :16686 and through the ingress
 The binary comes from the Go module proxy (ci/cluster/build-addons.sh, about 5 minutes the
 first time), on an empty base (ci/images/build.sh), imported into the worker nodes. It has
