@@ -55,6 +55,12 @@ class Change:
         return f"`{self.value}` → `{shown}`" + (f" (with {context})" if context else "") + external
 
 
+TRACING = {
+    "tracing.otlpEndpoint": "http://collector.traces.svc:4318",
+    "tracing.collectorPeers": [{"namespaceSelector": {}}],
+}
+
+
 def _with(values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(values.items())
 
@@ -82,6 +88,8 @@ CHANGES = [
     Change("externalDatabase.password", "rotated", rolls=True, base=_with(EXTERNAL)),
     Change("extraEnv", [{"name": "FEATURE_X", "value": "on"}], rolls=True),
     Change("probes.readiness.periodSeconds", 10, rolls=True),
+    # the SDK reads its sampler once, when the process starts
+    Change("tracing.sampleRatio", 0.5, rolls=True, base=_with(TRACING)),
 ]
 
 
