@@ -9,10 +9,12 @@ namespace` removes them). Diagnostics go to $SAGA_STACK_RESULTS/diagnostics/<nam
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.cluster import CHART, RELEASE, CommandFailed, helm, kubectl
 from tests.e2e.ingress import NAMESPACE as INGRESS_NAMESPACE
@@ -21,6 +23,15 @@ RESULTS = Path(os.environ.get("SAGA_STACK_RESULTS", Path.home() / ".cache/saga-s
 
 # Namespaces of releases that are up now, so that a failing test can have them written down.
 ACTIVE: set[str] = set()
+
+
+def write_figures(name: str, figures: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """For a module's figures fixture: yields `figures`, then writes them (when any) to
+    RESULTS/`name` as JSON."""
+    yield figures
+    if figures:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / name).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 def keep_requested() -> bool:

@@ -6,7 +6,6 @@ host. Figures go to $SAGA_STACK_RESULTS/e2e-logs.json."""
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from tests.e2e import logstore
 from tests.e2e.cluster import kubectl_json, pod_usage, wait_for
 from tests.e2e.ingress import HostClient, confirmed_orders, release_hosts
-from tests.e2e.releases import RESULTS
+from tests.e2e.releases import write_figures
 
 POD = logstore.POD
 # Orders to place at most until one saga has been handled by two pods: its "order placed"
@@ -27,10 +26,7 @@ FIGURES: dict[str, Any] = {}
 
 @pytest.fixture(scope="module", autouse=True)
 def figures() -> Iterator[dict[str, Any]]:
-    yield FIGURES
-    if FIGURES:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "e2e-logs.json").write_text(json.dumps(FIGURES, indent=2) + "\n")
+    yield from write_figures("e2e-logs.json", FIGURES)
 
 
 def test_one_saga_is_found_by_its_saga_order_and_trace_id_across_the_pods_that_ran_it(

@@ -7,7 +7,6 @@ node publishes on 127.0.0.1. The figures go to $SAGA_STACK_RESULTS/e2e-ingress.j
 from __future__ import annotations
 
 import collections
-import json
 import ssl
 import threading
 import time
@@ -20,7 +19,7 @@ from saga_loadgen.stats import latency_summary
 
 from tests.e2e.cluster import APP_SELECTOR, RELEASE, kubectl, kubectl_json, ready_pods, wait_for
 from tests.e2e.ingress import GATEWAY, NAMESPACE, HostClient, local_ca, pod_of, release_hosts
-from tests.e2e.releases import RESULTS
+from tests.e2e.releases import write_figures
 
 APP = f"{RELEASE}-saga-stack"
 FIGURES: dict[str, Any] = {}
@@ -33,10 +32,7 @@ def ca() -> ssl.SSLContext:
 
 @pytest.fixture(scope="module", autouse=True)
 def figures() -> Iterator[dict[str, Any]]:
-    yield FIGURES
-    if FIGURES:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "e2e-ingress.json").write_text(json.dumps(FIGURES, indent=2) + "\n")
+    yield from write_figures("e2e-ingress.json", FIGURES)
 
 
 def conditions(status: dict[str, Any]) -> dict[str, str]:

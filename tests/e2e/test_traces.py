@@ -11,7 +11,6 @@ saga of the release whose job has run, which is this test's own when the queue i
 from __future__ import annotations
 
 import functools
-import json
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import pytest
 from tests.e2e import logstore, tracestore
 from tests.e2e.cluster import pod_usage, wait_for
 from tests.e2e.ingress import HostClient, confirmed_orders, pod_of, release_hosts
-from tests.e2e.releases import RESULTS
+from tests.e2e.releases import write_figures
 
 # Orders to place at most until one saga's steps ran on two app pods (see test_central_logs).
 MAX_ORDERS = 24
@@ -40,10 +39,7 @@ FIGURES: dict[str, Any] = {}
 
 @pytest.fixture(scope="module", autouse=True)
 def figures() -> Iterator[dict[str, Any]]:
-    yield FIGURES
-    if FIGURES:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "e2e-traces.json").write_text(json.dumps(FIGURES, indent=2) + "\n")
+    yield from write_figures("e2e-traces.json", FIGURES)
 
 
 def whole_trace(trace_id: str) -> list[tracestore.Span] | None:
