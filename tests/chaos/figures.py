@@ -146,6 +146,7 @@ def totals(history: History) -> dict[str, int | float]:
         "ok": len(ok),
         "failed": sum(1 for op in history.ops if op.outcome is Outcome.FAIL),
         "unknown": sum(1 for op in history.ops if op.outcome is Outcome.INFO),
+        "connections_retried": sum(1 for op in history.ops if op.connect_errors),
         "accepted": len(accepted),
         "confirmed": confirmed,
         "cancelled": cancelled,

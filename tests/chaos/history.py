@@ -43,6 +43,19 @@ class Op:
     saga_id: str | None = None
     error: str = ""  # error code from the body, or the exception's name
     served_by: str = ""  # x-served-by: the pod that answered
+    # Errors of the connection attempts that failed (the driver tries a second one)
+    connect_errors: tuple[str, ...] = ()
+
+    @classmethod
+    def from_line(cls, line: dict[str, Any]) -> Op:
+        """From a JSON line of the load driver or of a written history (minus its type)."""
+        return cls(
+            **{
+                **line,
+                "outcome": Outcome(line["outcome"]),
+                "connect_errors": tuple(line.get("connect_errors", ())),
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +174,7 @@ class History:
                 history.load_started = line["load_started"]
                 history.load_ended = line["load_ended"]
             elif kind == "op":
-                history.ops.append(Op(**{**line, "outcome": Outcome(line["outcome"])}))
+                history.ops.append(Op.from_line(line))
             elif kind == "stock":
                 history.stock_samples.append(StockSample(**line))
             elif kind == "sample":

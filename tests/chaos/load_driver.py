@@ -12,7 +12,9 @@ tests/chaos/history.py ("setup", "op", "stock", "order", "final_stock", "done").
 
 A request is "fail" when it certainly did not reach the app (no connection) or the app
 answered something other than 202, and "info" when it was sent but no answer came: that
-order may exist, and the checker treats it so.
+order may exist, and the checker treats it so. A connection that does not open is tried
+once more, as HTTP clients do (nothing was sent, so nothing can be done twice); each op
+line lists the errors of the attempts that failed to connect.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 CONNECT_TIMEOUT = 3.0
+CONNECT_ATTEMPTS = 2
 ANSWER_TIMEOUT = 10.0
 _print_lock = threading.Lock()
 
@@ -40,6 +43,19 @@ def emit(line: dict[str, Any]) -> None:
     with _print_lock:
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
+
+
+class Reply(NamedTuple):
+    """phase is "connect" when the request never left, "answer" when it was sent but no
+    answer came, "done" otherwise; `refused` holds the errors of the connection attempts
+    that failed."""
+
+    phase: str
+    status: int | None
+    body: Any
+    headers: dict[str, str]
+    error: str
+    refused: list[str]
 
 
 class Api:
@@ -54,15 +70,29 @@ class Api:
 
     def call(
         self, method: str, path: str, body: Any = None, timeout: float = ANSWER_TIMEOUT
-    ) -> tuple[str, int | None, Any, dict[str, str], str]:
-        """(phase, status, body, headers, error): phase is "connect" when the request
-        never left, "answer" when it was sent but no answer came, "done" otherwise."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT)
-        try:
+    ) -> Reply:
+        refused: list[str] = []
+        for _ in range(CONNECT_ATTEMPTS):
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT)
             try:
                 conn.connect()
             except OSError as exc:
-                return "connect", None, None, {}, type(exc).__name__
+                conn.close()
+                refused.append(type(exc).__name__)
+                continue
+            return self._exchange(conn, method, path, body, timeout, refused)
+        return Reply("connect", None, None, {}, refused[-1], refused)
+
+    def _exchange(
+        self,
+        conn: http.client.HTTPConnection,
+        method: str,
+        path: str,
+        body: Any,
+        timeout: float,
+        refused: list[str],
+    ) -> Reply:
+        try:
             assert conn.sock is not None
             conn.sock.settimeout(timeout)
             try:
@@ -73,20 +103,20 @@ class Api:
                 response = conn.getresponse()
                 raw = response.read()
             except (OSError, http.client.HTTPException) as exc:
-                return "answer", None, None, {}, type(exc).__name__
+                return Reply("answer", None, None, {}, type(exc).__name__, refused)
             try:
                 parsed = json.loads(raw) if raw else None
             except ValueError:
                 parsed = None
-            return "done", response.status, parsed, dict(response.getheaders()), ""
+            return Reply("done", response.status, parsed, dict(response.getheaders()), "", refused)
         finally:
             conn.close()
 
 
 def set_stock(api: Api, sku: str, quantity: int, deadline: float) -> None:
     while time.time() < deadline:
-        phase, status, _, _, _ = api.call("PUT", f"/stock/{sku}", {"quantity": quantity})
-        if phase == "done" and status == 200:
+        reply = api.call("PUT", f"/stock/{sku}", {"quantity": quantity})
+        if reply.phase == "done" and reply.status == 200:
             emit({"type": "setup", "sku": sku, "initial": quantity})
             return
         time.sleep(0.5)
@@ -99,7 +129,7 @@ def place(api: Api, seq: int, sku: str, quantity: int, customer: str) -> None:
         "customer_id": customer,
         "items": [{"sku": sku, "quantity": quantity, "unit_price_cents": 250}],
     }
-    phase, status, answer, headers, error = api.call("POST", "/orders", body)
+    phase, status, answer, headers, error, refused = api.call("POST", "/orders", body)
     line: dict[str, Any] = {
         "type": "op",
         "seq": seq,
@@ -113,6 +143,7 @@ def place(api: Api, seq: int, sku: str, quantity: int, customer: str) -> None:
         "saga_id": None,
         "error": error,
         "served_by": headers.get("x-served-by", ""),
+        "connect_errors": refused,
     }
     code = str(answer.get("error", "")) if isinstance(answer, dict) else ""
     if phase == "done" and status == 202 and isinstance(answer, dict):
@@ -138,15 +169,15 @@ _accepted_lock = threading.Lock()
 def sample_stock(api: Api, skus: list[str], stop: threading.Event) -> None:
     while not stop.wait(1.0):
         for sku in skus:
-            phase, status, body, _, _ = api.call("GET", f"/stock/{sku}", timeout=3)
-            if phase == "done" and status == 200 and isinstance(body, dict):
+            reply = api.call("GET", f"/stock/{sku}", timeout=3)
+            if reply.phase == "done" and reply.status == 200 and isinstance(reply.body, dict):
                 emit(
                     {
                         "type": "stock",
                         "at": time.time(),
                         "sku": sku,
-                        "available": body["available"],
-                        "reserved": body["reserved"],
+                        "available": reply.body["available"],
+                        "reserved": reply.body["reserved"],
                     }
                 )
 
@@ -160,8 +191,8 @@ def final_view(api: Api, op: dict[str, Any], deadline: float) -> dict[str, Any]:
     order: Any = None
     saga: Any = None
     while True:
-        _, status, order, _, _ = api.call("GET", f"/orders/{op['order_id']}")
-        _, saga_status, saga, _, _ = api.call("GET", f"/sagas/{op['saga_id']}")
+        _, status, order, *_ = api.call("GET", f"/orders/{op['order_id']}")
+        _, saga_status, saga, *_ = api.call("GET", f"/sagas/{op['saga_id']}")
         final = (
             status == 200
             and saga_status == 200
@@ -247,7 +278,7 @@ def main() -> int:
             emit(view)
     for sku in skus:
         while True:
-            _, status, body, _, error = api.call("GET", f"/stock/{sku}")
+            _, status, body, _, error, _ = api.call("GET", f"/stock/{sku}")
             if status == 200 or time.time() > deadline + 60:
                 break
             time.sleep(1.0)

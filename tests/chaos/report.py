@@ -88,7 +88,8 @@ def _markdown(
         "",
         "## Totals",
         "",
-        f"- operations: {t['ops']} (ok {t['ok']}, failed {t['failed']}, unknown {t['unknown']})",
+        f"- operations: {t['ops']} (ok {t['ok']}, failed {t['failed']}, unknown {t['unknown']}; "
+        f"a second connection attempt for {t['connections_retried']})",
         f"- accepted orders: {t['accepted']} (confirmed {t['confirmed']}, "
         f"cancelled {t['cancelled']}, pending {t['pending']})",
         f"- throughput: {t['throughput']:.1f} accepted orders/s",

@@ -30,7 +30,6 @@ from tests.chaos.history import (
     FinalStock,
     History,
     Op,
-    Outcome,
     SagaStep,
     Sample,
     StockSample,
@@ -330,8 +329,7 @@ def _fill(history: History, lines: list[dict[str, Any]]) -> None:
             history.load_started = float(line.get("started", history.load_started))
             history.load_ended = float(line.get("ended", history.load_ended))
         elif kind == "op":
-            fields = {k: v for k, v in line.items() if k != "type"}
-            history.ops.append(Op(**{**fields, "outcome": Outcome(fields["outcome"])}))
+            history.ops.append(Op.from_line({k: v for k, v in line.items() if k != "type"}))
         elif kind == "stock":
             history.stock_samples.append(
                 StockSample(line["at"], line["sku"], line["available"], line["reserved"])

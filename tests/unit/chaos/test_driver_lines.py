@@ -17,7 +17,7 @@ LINES = [
      "error": "unavailable", "served_by": "pod-b"},
     {"type": "op", "seq": 0, "start": 100.5, "end": 100.6, "outcome": "ok", "sku": "r-sku-0",
      "quantity": 2, "customer_id": "r-c0", "status": 202, "order_id": "o-0", "saga_id": "s-0",
-     "error": "", "served_by": "pod-a"},
+     "error": "", "served_by": "pod-a", "connect_errors": ["TimeoutError"]},
     {"type": "stock", "at": 101.5, "sku": "r-sku-0", "available": 8, "reserved": 0},
     {"type": "load", "ended": 110.0, "sent": 2},
     {"type": "order", "order_id": "o-0", "saga_id": "s-0", "status": "CONFIRMED",
@@ -35,6 +35,7 @@ def test_driver_lines_fill_a_history_in_send_order() -> None:
     _fill(history, [dict(line) for line in LINES])
     assert [op.seq for op in history.ops] == [0, 1]
     assert history.ops[1].outcome is Outcome.FAIL
+    assert [op.connect_errors for op in history.ops] == [("TimeoutError",), ()]
     assert (history.load_started, history.load_ended) == (100.0, 110.0)
     assert history.stock[0].initial == 10
     assert [s.step for s in history.orders[0].steps] == [

@@ -139,6 +139,7 @@ def test_totals() -> None:
         "ok": 6,
         "failed": 1,
         "unknown": 0,
+        "connections_retried": 0,
         "accepted": 6,
         "confirmed": 4,
         "cancelled": 2,
@@ -147,11 +148,14 @@ def test_totals() -> None:
     }
     h = change_order(two_faults(), "o6", status="PENDING")
     h.orders = [o for o in h.orders if o.order_id != "o7"]
+    # the first connection of one op did not open; its second did
+    h.ops = [replace(op, connect_errors=("TimeoutError",)) if op.seq == 2 else op for op in h.ops]
     assert totals(h) | {"throughput": None} == {
         "ops": 8,
         "ok": 6,
         "failed": 1,
         "unknown": 1,
+        "connections_retried": 1,
         "accepted": 6,
         "confirmed": 2,
         "cancelled": 2,
