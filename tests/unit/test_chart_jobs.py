@@ -223,7 +223,11 @@ def test_worker_replicas_and_resources_come_from_jobs_values() -> None:
     objects = render(values={**JOBS, "jobs.replicas": 4, "jobs.resources": resources})
     deployment = one(objects, "Deployment", WORKER)
     assert deployment["spec"]["replicas"] == 4
-    assert pod_spec(deployment)["containers"][0]["resources"] == resources
+    # Helm merges maps: the chart's ephemeral-storage stays unless it is set too
+    assert pod_spec(deployment)["containers"][0]["resources"] == {
+        "requests": {**resources["requests"], "ephemeral-storage": "64Mi"},
+        "limits": {**resources["limits"], "ephemeral-storage": "1Gi"},
+    }
 
 
 def test_worker_pods_are_scraped_through_their_own_service_not_the_apps() -> None:
