@@ -133,7 +133,7 @@ def test_architecture_pods_are_restricted_with_a_read_only_root(name: str) -> No
         problems += _check_restricted(owner, pod_spec(obj))
         if obj["metadata"]["name"].startswith("saga-redis"):
             spec = pod_spec(obj)
-            assert spec["securityContext"]["runAsUser"] == 999, owner
+            assert spec["securityContext"]["runAsUser"] >= 10000, owner
             for container in spec["containers"]:
                 where = f"{owner}/{container['name']}"
                 assert container["securityContext"]["readOnlyRootFilesystem"] is True, where
@@ -232,7 +232,7 @@ def test_redis_sentinel_runs_beside_every_node() -> None:
     # Sentinel rewrites its config: it lives in an emptyDir, copied from the ConfigMap
     volumes = {v["name"]: v for v in spec["volumes"]}
     mounts = {m["name"]: m["mountPath"] for m in containers["sentinel"]["volumeMounts"]}
-    assert volumes["sentinel-config"] == {"name": "sentinel-config", "emptyDir": {}}
+    assert "emptyDir" in volumes["sentinel-config"]
     assert mounts["sentinel-config"] == "/etc/redis-sentinel"
     scripts = redis_scripts(objects)
     assert "conf=/etc/redis-sentinel/sentinel.conf" in scripts["start-sentinel.sh"]

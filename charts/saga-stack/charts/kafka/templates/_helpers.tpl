@@ -1,4 +1,4 @@
-{{/* Names and labels only. */}}
+{{/* Names, labels and the image reference. */}}
 
 {{- define "kafka.fullname" -}}
 {{- if .Values.fullnameOverride }}
@@ -24,3 +24,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: saga-stack
 {{- end }}
 
+
+{{/* The image by digest when one is set (every node then runs the same bytes), else by tag. */}}
+{{- define "kafka.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository .Values.image.tag }}
+{{- end }}
+{{- end }}

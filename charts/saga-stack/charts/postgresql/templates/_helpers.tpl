@@ -1,4 +1,4 @@
-{{/* Names and labels only. */}}
+{{/* Names, labels and the image reference. */}}
 
 {{- define "postgresql.fullname" -}}
 {{- if .Values.fullnameOverride }}
@@ -40,4 +40,13 @@ app.kubernetes.io/part-of: saga-stack
 {{- /* Patroni's DCS objects: <fullname> (leader, also the primary Service's Endpoints) and <fullname>-config. */}}
 {{- define "postgresql.patroniScope" -}}
 {{- include "postgresql.fullname" . }}
+{{- end }}
+
+{{/* The image by digest when one is set (every node then runs the same bytes), else by tag. */}}
+{{- define "postgresql.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository .Values.image.tag }}
+{{- end }}
 {{- end }}

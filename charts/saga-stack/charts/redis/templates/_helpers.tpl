@@ -1,4 +1,4 @@
-{{/* Names and labels only. */}}
+{{/* Names, labels and the image reference. */}}
 
 {{- define "redis.fullname" -}}
 {{- if .Values.fullnameOverride }}
@@ -42,4 +42,13 @@ app.kubernetes.io/part-of: saga-stack
 {{/* The headless Service's domain: <pod>.<this> is a pod's stable name. */}}
 {{- define "redis.headlessDomain" -}}
 {{- printf "%s-hl.%s.svc.%s" (include "redis.fullname" .) .Release.Namespace .Values.clusterDomain }}
+{{- end }}
+
+{{/* The image by digest when one is set (every node then runs the same bytes), else by tag. */}}
+{{- define "redis.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository .Values.image.tag }}
+{{- end }}
 {{- end }}
