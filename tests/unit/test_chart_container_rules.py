@@ -146,3 +146,40 @@ def test_a_user_can_raise_the_limit_and_keep_the_rest() -> None:
     assert resources["limits"]["ephemeral-storage"] == "1Gi"
     assert resources["requests"]["ephemeral-storage"] == "64Mi"
     assert "memory" in resources["limits"]
+
+
+def exec_words(container: dict[str, Any]) -> list[str]:
+    """Every word a container runs: its command and args, its probes' and hooks' commands."""
+    words: list[str] = [*container.get("command", []), *container.get("args", [])]
+    handlers = [container.get(p, {}) for p in ("startupProbe", "livenessProbe", "readinessProbe")]
+    handlers += list(container.get("lifecycle", {}).values())
+    for handler in handlers:
+        words += handler.get("exec", {}).get("command", [])
+    return words
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=profile_id)
+def test_every_script_a_container_runs_from_a_config_map_is_in_it(profile: Path) -> None:
+    """A probe naming a script its ConfigMap does not carry fails only in a cluster."""
+    objects = render([profile], values=EVERY_POD)
+    data = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
+    checked = 0
+    for obj in pod_templates(objects):
+        spec = pod_spec(obj)
+        maps = {
+            v["name"]: v["configMap"]["name"] for v in spec.get("volumes", []) if "configMap" in v
+        }
+        for container in containers(spec):
+            mounted = {
+                m["mountPath"].rstrip("/") + "/": data[maps[m["name"]]]
+                for m in container.get("volumeMounts", [])
+                if maps.get(m["name"]) in data and "subPath" not in m
+            }
+            for word in exec_words(container):
+                for path, keys in mounted.items():
+                    if word.startswith(path):
+                        where = f"{profile.stem} {obj['metadata']['name']} {container['name']}"
+                        assert word[len(path) :] in keys, f"{where}: {word} is not in its ConfigMap"
+                        checked += 1
+    bundled = any(o["kind"] == "StatefulSet" for o in pod_templates(objects))
+    assert checked > 0 or not bundled
