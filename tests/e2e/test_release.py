@@ -32,6 +32,13 @@ from tests.e2e.cluster import (
 from tests.e2e.releases import installed_release
 
 SERVICE = f"{RELEASE}-saga-stack"
+SCHEMA_CHANGES = [
+    "DROP TABLE orders",
+    "ALTER TABLE orders ADD COLUMN intruder int",
+    "TRUNCATE outbox",
+    "CREATE TABLE intruder (id int)",
+    "UPDATE alembic_version SET version_num = 'forged'",
+]
 
 
 def test_install_reaches_ready(release: str, workers: list[str]) -> None:
@@ -142,6 +149,30 @@ def test_network_policy_keeps_strangers_away_from_postgres(release: str, client:
     )
     # and the stranger is still refused afterwards
     assert run_python_in(release, client, probe).startswith("blocked")
+
+
+def test_the_apps_database_role_reads_and_writes_and_changes_nothing_else(release: str) -> None:
+    """From inside an app pod, with the credentials the pod has: rows yes, schema no."""
+    (pod, *_) = ready_pods(release, APP_SELECTOR)
+    attempt = (
+        "import json, os, psycopg\n"
+        "env = os.environ\n"
+        "conn = psycopg.connect(host=env['DATABASE_HOST'], port=env['DATABASE_PORT'],\n"
+        "    dbname=env['DATABASE_NAME'], user=env['DATABASE_USER'],\n"
+        "    password=env['DATABASE_PASSWORD'], autocommit=True)\n"
+        "out = {'user': conn.execute('SELECT current_user').fetchone()[0],\n"
+        "       'orders': conn.execute('SELECT count(*) FROM orders').fetchone()[0] >= 0}\n"
+        f"for statement in {SCHEMA_CHANGES!r}:\n"
+        "    try:\n"
+        "        conn.execute(statement); out[statement] = 'done'\n"
+        "    except psycopg.errors.InsufficientPrivilege:\n"
+        "        out[statement] = 'refused'\n"
+        "print(json.dumps(out))\n"
+    )
+    result = run_python_in(release, pod["metadata"]["name"], attempt)
+    assert result.pop("user") == "saga_app"
+    assert result.pop("orders") is True
+    assert result == dict.fromkeys(SCHEMA_CHANGES, "refused")
 
 
 def test_postgres_data_survives_deleting_its_pod(release: str, client: str) -> None:

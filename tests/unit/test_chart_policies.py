@@ -374,6 +374,7 @@ def test_helm3_renders_the_same_objects_as_helm4() -> None:
     pinned = {
         "postgresql.auth.password": "p",
         "postgresql.auth.replicationPassword": "rp",
+        "postgresql.auth.appPassword": "ap",
         "redis.auth.password": "r",
         "kafka.clusterId": "AAAAAAAAAAAAAAAAAAAAAA",
     }

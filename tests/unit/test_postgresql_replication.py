@@ -148,7 +148,8 @@ def test_standalone_is_one_server_without_patroni_or_api_access() -> None:
     service = one(objects, "Service", PG)["spec"]
     assert service["selector"] == selector
     assert service["ports"] == [{"name": "postgresql", "port": 5432, "targetPort": "postgresql"}]
-    assert set(one(objects, "Secret", PG)["data"]) == {"password"}
+    # the owner's and the app role's (postgresql.auth.appUsername)
+    assert set(one(objects, "Secret", PG)["data"]) == {"password", "app-password"}
     policy = one(objects, "NetworkPolicy", PG)["spec"]
     assert policy["policyTypes"] == ["Ingress"]
     assert "egress" not in policy
@@ -234,7 +235,7 @@ def test_replication_replicas_and_headless_services_select_the_servers() -> None
 def test_replication_secret_holds_both_passwords_the_servers_read() -> None:
     objects = rendered(3)
     data = one(objects, "Secret", PG)["data"]
-    assert set(data) == {"password", "replication-password"}
+    assert set(data) == {"password", "replication-password", "app-password"}
     assert len(base64.b64decode(data["replication-password"])) == 24
     assert data["password"] != data["replication-password"]
     refs = {
@@ -245,6 +246,8 @@ def test_replication_secret_holds_both_passwords_the_servers_read() -> None:
     assert refs == {
         "PATRONI_SUPERUSER_PASSWORD": {"name": PG, "key": "password"},
         "PATRONI_REPLICATION_PASSWORD": {"name": PG, "key": "replication-password"},
+        # for the init script that creates the app's role
+        "POSTGRES_APP_PASSWORD": {"name": PG, "key": "app-password"},
     }
 
 
@@ -400,7 +403,7 @@ def test_ha_profile_app_settings_still_point_at_the_primary_service(name: str) -
     settings = Settings(**env)
     assert settings.database_host == PG
     assert settings.database_port == 5432
-    assert app_secret_env(objects)["DATABASE_PASSWORD"] == {"name": PG, "key": "password"}
+    assert app_secret_env(objects)["DATABASE_PASSWORD"] == {"name": PG, "key": "app-password"}
     # the hook Jobs (migrations run before the app) get the same host
     for job in find(objects, "Job"):
         job_env = {e["name"]: e.get("value") for e in pod_spec(job)["containers"][0]["env"]}

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     database_name: str = "saga"
     database_user: str = "saga"
     database_password: SecretStr
+    # `migrate` only: the role that owns the schema. Set, the migrations run as it and then
+    # give DATABASE_USER exactly the reads and writes the service needs (creating that role,
+    # or setting its password, when the owner may). Empty: DATABASE_USER runs them.
+    database_owner_user: str = Field("", pattern=r"^([a-z_][a-z0-9_$]{0,62})?$")
+    database_owner_password: SecretStr = SecretStr("")
     # libpq's modes. Only verify-full checks both the CA and the host name; prefer and
     # allow fall back to plaintext when the server has no TLS (the chart never uses them).
     database_sslmode: Literal[
@@ -128,6 +133,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"API_TOKENS: {len(short)} token(s) shorter than {API_TOKEN_MIN_LENGTH} "
                 "characters; use long random tokens (e.g. `openssl rand -hex 32`)"
+            )
+        if self.database_owner_user == self.database_user:
+            raise ValueError(
+                "DATABASE_OWNER_USER must differ from DATABASE_USER (leave it empty to "
+                "run the migrations as DATABASE_USER)"
             )
         drain = self.shutdown_drain_seconds
         if drain is not None and drain >= self.shutdown_grace_seconds:

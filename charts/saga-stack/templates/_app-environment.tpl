@@ -29,7 +29,7 @@ DATABASE_POOL_SIZE: {{ .Values.config.databasePoolSize | quote }}
 DATABASE_HOST: {{ include "saga-stack.subchartFullname" (list . "postgresql") | quote }}
 DATABASE_PORT: {{ $pg.service.port | quote }}
 DATABASE_NAME: {{ $pg.auth.database | quote }}
-DATABASE_USER: {{ $pg.auth.username | quote }}
+DATABASE_USER: {{ include "saga-stack.databaseAppRole" . | default $pg.auth.username | quote }}
 DATABASE_SSLMODE: "disable"
 {{- else }}
 DATABASE_HOST: {{ .Values.externalDatabase.host | quote }}
@@ -174,8 +174,8 @@ the second argument (a template can only return text; the file wants numbers).
       name: {{ .Values.existingSecret }}
       key: database-password
 {{- else if .Values.postgresql.enabled }}
-      name: {{ .Values.postgresql.auth.existingSecret | default (include "saga-stack.subchartFullname" (list . "postgresql")) }}
-      key: password
+      name: {{ include "saga-stack.postgresqlSecretName" . }}
+      key: {{ ternary "app-password" "password" (not (empty (include "saga-stack.databaseAppRole" .))) }}
 {{- else if .Values.externalDatabase.existingSecret }}
       name: {{ .Values.externalDatabase.existingSecret }}
       key: {{ .Values.externalDatabase.existingSecretPasswordKey }}
@@ -285,4 +285,40 @@ key: redis-password
       - key: {{ .Values.caBundle.key }}
         path: {{ .Values.caBundle.key }}
 {{- end }}
+{{- end }}
+
+{{/* The migrate Job's owner role, when the app connects as a role of its own (the bundled
+PostgreSQL with `postgresql.auth.appUsername`): the migrations run as the owner, which then
+grants the app's role its reads and writes. */}}
+{{- define "saga-stack.databaseOwnerEnv" -}}
+{{- if include "saga-stack.databaseAppRole" . }}
+- name: DATABASE_OWNER_USER
+  value: {{ .Values.postgresql.auth.username | quote }}
+- name: DATABASE_OWNER_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "saga-stack.postgresqlSecretName" . }}
+      key: password
+{{- end }}
+{{- end }}
+
+{{/* The bundled PostgreSQL's role for the app, or empty when the app connects as the owner.
+An upgrade from a release whose generated Secret has no `app-password` yet keeps the owner
+once more: the pre-upgrade migrate Job runs before this revision's Secret exists, so it
+could not give the role its password. The upgrade after it moves the app to the role. */}}
+{{- define "saga-stack.databaseAppRole" -}}
+{{- $auth := .Values.postgresql.auth }}
+{{- if and .Values.postgresql.enabled $auth.appUsername }}
+{{- $secret := dict }}
+{{- if not $auth.existingSecret }}
+{{- $secret = lookup "v1" "Secret" .Release.Namespace (include "saga-stack.postgresqlSecretName" .) }}
+{{- end }}
+{{- if or (not $secret) (hasKey ($secret.data | default dict) "app-password") }}
+{{- $auth.appUsername }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "saga-stack.postgresqlSecretName" -}}
+{{- .Values.postgresql.auth.existingSecret | default (include "saga-stack.subchartFullname" (list . "postgresql")) }}
 {{- end }}

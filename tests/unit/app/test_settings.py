@@ -80,3 +80,21 @@ def test_tls_settings_that_would_connect_in_plaintext_are_refused(
     resolved = {k: (str(ca) if v == "CA" else v) for k, v in values.items()}
     with pytest.raises(ValidationError, match=message):
         settings(**resolved)
+
+
+def test_an_owner_that_is_the_service_role_is_refused_by_name() -> None:
+    with pytest.raises(ValidationError, match="DATABASE_OWNER_USER must differ"):
+        settings(database_user="saga", database_owner_user="saga")
+    assert settings(database_user="saga_app", database_owner_user="saga").database_owner_user
+
+
+def test_the_migrations_run_as_the_owner_when_one_is_set() -> None:
+    from saga_service.adapters.postgres.db import as_owner
+
+    plain = settings(database_user="saga")
+    assert as_owner(plain) is plain
+    split = as_owner(
+        settings(database_user="saga_app", database_owner_user="saga", database_owner_password="o")
+    )
+    assert split.database_user == "saga"
+    assert split.database_password.get_secret_value() == "o"

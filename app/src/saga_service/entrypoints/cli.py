@@ -147,16 +147,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _migrate(settings: Settings) -> int:
+    from psycopg import OperationalError as ConnectionFailed
     from sqlalchemy.exc import OperationalError
 
     from saga_service.adapters.postgres.db import run_migrations
+    from saga_service.adapters.postgres.roles import RoleProvisioningError, grant_service_role
 
+    target = f"PostgreSQL at {settings.database_host}:{settings.database_port}"
     try:
         run_migrations(settings)
-    except OperationalError as exc:
-        target = f"PostgreSQL at {settings.database_host}:{settings.database_port}"
+        log.info("migrations applied")
+        if settings.database_owner_user:
+            grant_service_role(settings)
+    except (OperationalError, ConnectionFailed) as exc:
         return _cannot("migrate", target, diagnose(exc))
-    log.info("migrations applied")
+    except RoleProvisioningError as exc:
+        print(f"saga-service migrate: {exc}", file=sys.stderr)
+        log.error("migrate failed", extra={"target": target, "error": str(exc)})
+        return 1
     return 0
 
 

@@ -126,12 +126,29 @@ def sqlalchemy_url(settings: Settings) -> URL:
     )
 
 
+# Held by every `migrate` run while it changes the schema or the service's grants.
+MIGRATION_LOCK_KEY = 4_242_001
+
+
+def as_owner(settings: Settings) -> Settings:
+    """The settings with DATABASE_OWNER_USER in place of DATABASE_USER, when one is set."""
+    if not settings.database_owner_user:
+        return settings
+    return settings.model_copy(
+        update={
+            "database_user": settings.database_owner_user,
+            "database_password": settings.database_owner_password,
+        }
+    )
+
+
 def run_migrations(settings: Settings) -> None:
-    """Apply every migration up to head (idempotent; safe to run concurrently)."""
+    """Apply every migration up to head as the schema's owner (idempotent; safe to run
+    concurrently)."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    cfg.attributes["url"] = sqlalchemy_url(settings)
+    cfg.attributes["url"] = sqlalchemy_url(as_owner(settings))
     command.upgrade(cfg, "head")

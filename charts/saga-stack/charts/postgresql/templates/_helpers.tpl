@@ -1,4 +1,4 @@
-{{/* Names, labels and the image reference. */}}
+{{/* Names, labels, the image reference and the init scripts. */}}
 
 {{- define "postgresql.fullname" -}}
 {{- if .Values.fullnameOverride }}
@@ -48,5 +48,38 @@ app.kubernetes.io/part-of: saga-stack
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
 {{- else }}
 {{- printf "%s:%s" .Values.image.repository .Values.image.tag }}
+{{- end }}
+{{- end }}
+
+{{/* The scripts run once, when a new database is initialised: the app's role (so that the
+app can connect, and be Ready, before its migrate Job runs and grants it its rights), then
+the user's `initdbScripts`. */}}
+{{- define "postgresql.initdbScripts" -}}
+{{- $scripts := dict }}
+{{- if .Values.auth.appUsername }}
+{{- $_ := set $scripts "00-saga-app-role.sh" (include "postgresql.appRoleScript" .) }}
+{{- end }}
+{{- $scripts = merge $scripts .Values.initdbScripts }}
+{{- if $scripts }}
+{{- toYaml $scripts }}
+{{- end }}
+{{- end }}
+
+{{- define "postgresql.appRoleScript" -}}
+psql -v ON_ERROR_STOP=1 --no-psqlrc --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
+  --set role="$POSTGRES_APP_USER" --set password="$POSTGRES_APP_PASSWORD" <<'SQL'
+CREATE ROLE :"role" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'password';
+SQL
+{{- end }}
+
+{{- define "postgresql.appRoleEnv" -}}
+{{- if .Values.auth.appUsername }}
+- name: POSTGRES_APP_USER
+  value: {{ .Values.auth.appUsername | quote }}
+- name: POSTGRES_APP_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "postgresql.secretName" . }}
+      key: app-password
 {{- end }}
 {{- end }}

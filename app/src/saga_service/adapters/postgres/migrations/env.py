@@ -7,7 +7,7 @@ from alembic import context
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-MIGRATION_LOCK_KEY = 4_242_001
+from saga_service.adapters.postgres.db import MIGRATION_LOCK_KEY
 
 url = context.config.attributes["url"]
 engine = create_engine(url, poolclass=NullPool)
