@@ -72,7 +72,13 @@ REDIS_TLS_CA_FILE: {{ $ca | quote }}
 {{- end }}
 {{- if .Values.kafka.enabled }}
 KAFKA_BOOTSTRAP_SERVERS: {{ printf "%s:%v" (include "saga-stack.subchartFullname" (list . "kafka")) .Values.kafka.service.port | quote }}
+{{- if .Values.kafka.auth.enabled }}
+KAFKA_SECURITY_PROTOCOL: "SASL_PLAINTEXT"
+KAFKA_SASL_MECHANISM: "SCRAM-SHA-512"
+KAFKA_SASL_USERNAME: {{ .Values.kafka.auth.clientUsername | quote }}
+{{- else }}
 KAFKA_SECURITY_PROTOCOL: "PLAINTEXT"
+{{- end }}
 {{- else }}
 KAFKA_BOOTSTRAP_SERVERS: {{ join "," .Values.externalKafka.bootstrapServers | quote }}
 KAFKA_SECURITY_PROTOCOL: {{ .Values.externalKafka.securityProtocol | quote }}
@@ -219,7 +225,13 @@ the second argument (a template can only return text; the file wants numbers).
       key: redis-sentinel-password
 {{- end }}
 {{- end }}
-{{- if and (not .Values.kafka.enabled) .Values.externalKafka.sasl.mechanism }}
+{{- if and .Values.kafka.enabled .Values.kafka.auth.enabled }}
+- name: KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "saga-stack.subchartFullname" (list . "kafka") }}
+      key: client-password
+{{- else if and (not .Values.kafka.enabled) .Values.externalKafka.sasl.mechanism }}
 - name: KAFKA_SASL_PASSWORD
   valueFrom:
     secretKeyRef:

@@ -33,3 +33,10 @@ app.kubernetes.io/part-of: saga-stack
 {{- printf "%s:%s" .Values.image.repository .Values.image.tag }}
 {{- end }}
 {{- end }}
+
+
+{{/* The client listener's name: CLIENT (SASL) with auth, else PLAINTEXT, the name the
+     security protocol map would give it anyway. */}}
+{{- define "kafka.clientListener" -}}
+{{- ternary "CLIENT" "PLAINTEXT" .Values.auth.enabled }}
+{{- end }}

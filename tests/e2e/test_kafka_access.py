@@ -1,0 +1,90 @@
+"""A hostile pod in the release's namespace, labelled so that the NetworkPolicy lets it reach
+the brokers: without credentials, or as a Kafka user of its own, it can neither forge a saga
+event nor read one nor read the app's consumer group; with the app's credentials it can.
+The SASL listener and the ACLs are the lock, not the policy."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cluster import RELEASE, client_pod, kubectl, kubectl_json, run_python_in
+
+PROBE = (Path(__file__).parent / "probes" / "kafka_access_probe.py").read_text()
+KAFKA = f"{RELEASE}-kafka"
+BOOTSTRAP = f"{KAFKA}:9092"
+EVENTS = "saga.events"
+GROUP = "saga-service"
+ADMIN_CONFIG = "/etc/kafka/secrets/admin.properties"
+
+
+@pytest.fixture(scope="module")
+def intruder(release: str, app_image: str) -> str:
+    """A pod outside the release with the app's image (Python and aiokafka) and none of its
+    credentials, admitted by the brokers' NetworkPolicy."""
+    return client_pod(
+        release, "e2e-intruder", app_image, labels={"saga-stack.io/kafka-client": "true"}
+    )
+
+
+def attempts(
+    namespace: str,
+    pod: str,
+    user: str = "",
+    password: str = "",
+    topic: str = EVENTS,
+) -> dict[str, str]:
+    args = (BOOTSTRAP, user, password, topic, GROUP, ["produce", "read", "group"])
+    call = f"\nasyncio.run(main(*{args!r}))\n"
+    outcome: dict[str, str] = run_python_in(namespace, pod, PROBE + call)
+    return outcome
+
+
+def test_a_client_without_credentials_gets_nowhere(release: str, intruder: str) -> None:
+    """The broker closes the connection of a client that does not authenticate first."""
+    assert attempts(release, intruder) == dict.fromkeys(
+        ("produce", "read", "group"), "refused: KafkaConnectionError"
+    )
+
+
+def test_another_kafka_user_can_neither_forge_nor_read_saga_events(
+    release: str, intruder: str
+) -> None:
+    """An authenticated user without ACLs, as a leaked or misused credential of another
+    client would be: the authorizer refuses it the app's topic and group."""
+    password = secrets.token_urlsafe(24)
+    kubectl(
+        "exec", "-n", release, f"{KAFKA}-0", "-c", "kafka", "--",
+        "env", "KAFKA_HEAP_OPTS=-Xmx64m",
+        "kafka-configs.sh", "--bootstrap-server", "localhost:9092",
+        "--command-config", ADMIN_CONFIG,
+        "--alter", "--entity-type", "users", "--entity-name", "intruder",
+        "--add-config", f"SCRAM-SHA-512=[password={password}]",
+        timeout=120,
+    )  # fmt: skip
+    outcome = attempts(release, intruder, "intruder", password)
+    assert outcome == {
+        "produce": "refused: TopicAuthorizationFailedError",
+        "read": "refused: TopicNotVisible",
+        "group": "refused: GroupAuthorizationFailedError",
+    }
+
+
+def test_the_apps_own_user_is_let_through_from_the_same_pod(release: str, intruder: str) -> None:
+    """The app's credentials, from the same pod, on the dead-letter topic (nothing consumes
+    it, so the test message harms nothing): what the others were refused, the ACLs grant
+    the app, its group included."""
+    secret = kubectl_json("get", "secret", "-n", release, KAFKA)
+    password = base64.b64decode(secret["data"]["client-password"]).decode()
+    config = kubectl_json("get", "configmap", "-n", release, f"{RELEASE}-saga-stack")
+    outcome = attempts(
+        release,
+        intruder,
+        config["data"]["KAFKA_SASL_USERNAME"],
+        password,
+        topic=config["data"]["KAFKA_TOPIC_DEAD_LETTER"],
+    )
+    assert outcome == {"produce": "ok", "read": "ok", "group": "ok"}
