@@ -135,3 +135,9 @@ def pod_spec(obj: Manifest) -> dict[str, Any]:
 
 def pod_templates(objects: Iterable[Manifest]) -> list[Manifest]:
     return [o for o in objects if o["kind"] in POD_TEMPLATE_KINDS]
+
+
+def hook_jobs(objects: Iterable[Manifest]) -> list[Manifest]:
+    """The Jobs Helm runs as hooks (migrate, topics): they run the app with its settings."""
+    jobs = find(objects, "Job")
+    return [j for j in jobs if "helm.sh/hook" in j["metadata"].get("annotations", {})]

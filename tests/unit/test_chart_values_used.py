@@ -65,10 +65,10 @@ def test_the_check_finds_a_value_nothing_reads(tmp_path: Path) -> None:
 
 def test_each_hook_job_takes_its_own_retry_limit() -> None:
     """topics.job.backoffLimit was documented and never read: both Jobs used the
-    migrations' limit."""
+    migrations' limit. The Kafka access Job retries like the topics Job."""
     jobs = find(render(values={"migrations.backoffLimit": 7, "topics.job.backoffLimit": 2}), "Job")
     limits = {
         j["metadata"]["labels"]["app.kubernetes.io/component"]: j["spec"]["backoffLimit"]
         for j in jobs
     }
-    assert limits == {"migrate-job": 7, "topics-job": 2}
+    assert limits == {"migrate-job": 7, "topics-job": 2, "kafka-access-job": 2}

@@ -15,7 +15,7 @@ from typing import Any
 
 import k8s_openapi
 import pytest
-from helm import REPO_ROOT, Manifest, find, one, pod_spec, pod_templates, render
+from helm import REPO_ROOT, Manifest, find, hook_jobs, one, pod_spec, pod_templates, render
 from saga_service.settings import Settings
 from test_chart_policies import _check_restricted
 from test_chart_render import EXTERNAL
@@ -281,7 +281,7 @@ def test_redis_sentinel_gives_the_app_sentinel_mode() -> None:
     assert secrets["REDIS_PASSWORD"] == {"name": "saga-redis", "key": "password"}
     assert secrets["REDIS_SENTINEL_PASSWORD"] == {"name": "saga-redis", "key": "password"}
     # the hook Jobs get the same settings
-    for job in find(objects, "Job"):
+    for job in hook_jobs(objects):
         env = {e["name"]: e for e in pod_spec(job)["containers"][0]["env"]}
         assert env["REDIS_MODE"]["value"] == "sentinel"
         assert "REDIS_SENTINEL_PASSWORD" in env

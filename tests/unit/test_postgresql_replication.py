@@ -28,6 +28,7 @@ from helm import (
     Manifest,
     RenderError,
     find,
+    hook_jobs,
     one,
     pod_spec,
     pod_templates,
@@ -405,7 +406,7 @@ def test_ha_profile_app_settings_still_point_at_the_primary_service(name: str) -
     assert settings.database_port == 5432
     assert app_secret_env(objects)["DATABASE_PASSWORD"] == {"name": PG, "key": "app-password"}
     # the hook Jobs (migrations run before the app) get the same host
-    for job in find(objects, "Job"):
+    for job in hook_jobs(objects):
         job_env = {e["name"]: e.get("value") for e in pod_spec(job)["containers"][0]["env"]}
         assert job_env["DATABASE_HOST"] == PG, job["metadata"]["name"]
 

@@ -40,3 +40,12 @@ app.kubernetes.io/part-of: saga-stack
 {{- define "kafka.clientListener" -}}
 {{- ternary "CLIENT" "PLAINTEXT" .Values.auth.enabled }}
 {{- end }}
+
+{{/* The brokers' JAAS file: list (PLAIN login line) (admin user) (admin password). */}}
+{{- define "kafka.jaasConfig" -}}
+KafkaServer {
+  {{ index . 0 }}
+  user_{{ index . 1 }}={{ index . 2 | quote }};
+  org.apache.kafka.common.security.scram.ScramLoginModule required;
+};
+{{ end }}
