@@ -12,6 +12,8 @@ Starts PostgreSQL, Redis and Kafka on loopback through the integration harness, 
    each concurrency level (that many orders in flight, each waits for its saga's final
    state); sagas/s and p50/p95/p99 end-to-end latency (from the database's own
    created_at/finished_at), and the Postgres commits per saga (pg_stat_database);
+4. what Kafka's SASL costs: one process at one level (--transport-level) over the broker's
+   PLAINTEXT and its SASL_PLAINTEXT (SCRAM-SHA-512) listener, alternated twice;
 
 and reports the ratios the roadmap asks for:
   saga throughput / (commit ceiling / commits per saga)      target 60 %
@@ -31,6 +33,7 @@ import json
 import os
 import random
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -49,6 +52,8 @@ from tests.integration.app_processes import AppStack, make_stack
 
 REPO = services.REPO_ROOT
 SKUS = [f"BENCH-{i:03d}" for i in range(64)]
+# The Kafka SASL user of the transport comparison.
+BENCH_USER = "bench"
 LOCK_ROUND_TRIPS_PER_CYCLE = 2  # one EVALSHA to acquire (SET NX PX + INCR), one to release
 
 
@@ -291,16 +296,20 @@ def run_saga_levels(
     levels: list[int],
     seconds: float,
     max_sagas: int,
+    kafka_env: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
+    """Sagas/s and latency at each level; `kafka_env` overrides how the app reaches Kafka
+    (the SASL listener, for the transport comparison)."""
     results = []
     with make_stack(
         pg,
         kf,
         rd.env(),
-        workdir / f"p{processes}",
+        workdir / f"p{processes}-{secrets.token_hex(3)}",
         LOG_LEVEL="WARNING",
         SAGA_LEASE_SECONDS="30",
         DATABASE_POOL_SIZE="16",
+        **(kafka_env or {}),
     ) as stack:
         stack.start(processes)
         with psycopg.connect(stack.dsn, autocommit=True) as conn:
@@ -321,6 +330,36 @@ def run_saga_levels(
             print(json.dumps(result), file=sys.stderr, flush=True)
             results.append(result)
     return results
+
+
+def compare_kafka_transports(
+    pg: services.PostgresInstance,
+    kf: services.KafkaInstance,
+    rd: services.RedisInstance,
+    workdir: Path,
+    level: int,
+    seconds: float,
+    max_sagas: int,
+    rounds: int = 2,
+) -> dict[str, Any]:
+    """What SASL (SCRAM-SHA-512, as the chart's bundled Kafka runs it) costs in sagas/s:
+    one app process at one level over the PLAINTEXT and the SASL_PLAINTEXT listener of the
+    same broker, alternated `rounds` times so that drift in the machine's load hits both."""
+    transports = {"PLAINTEXT": None, "SASL_PLAINTEXT SCRAM-SHA-512": kf.sasl_env(BENCH_USER)}
+    rates: dict[str, list[float]] = {name: [] for name in transports}
+    for _ in range(rounds):
+        for name, env in transports.items():
+            (run,) = run_saga_levels(pg, kf, rd, workdir, 1, [level], seconds, max_sagas, env)
+            rates[name].append(run["sagas_per_s"])
+    mean = {name: sum(values) / len(values) for name, values in rates.items()}
+    plain, sasl = mean.values()
+    return {
+        "processes": 1,
+        "concurrency": level,
+        "rounds": rates,
+        "sagas_per_s": {name: round(value, 1) for name, value in mean.items()},
+        "sasl_vs_plaintext": round(sasl / plain, 3),
+    }
 
 
 # --- report -------------------------------------------------------------------------------
@@ -367,7 +406,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     load = report["machine"].get("loadavg_1m_before")
     fig.suptitle(
         f"saga-service on {report['machine']['cpus']} CPUs (load before run {load}); "
-        f"lock cycles {ratios['lock_cycles_vs_redis_ceiling']:.1%} of Redis ceiling",
+        f"lock cycles {ratios['lock_cycles_vs_redis_ceiling']:.1%} of Redis ceiling; "
+        f"Kafka SASL/SCRAM at {report['kafka_transport']['concurrency']} in flight: "
+        f"{report['kafka_transport']['sasl_vs_plaintext']:.0%} of PLAINTEXT sagas/s",
         fontsize=9,
     )
     ax1.legend(fontsize=8)
@@ -390,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="4,16,64", help="orders in flight (default 4,16,64)")
     parser.add_argument("--processes", default="1,2", help="app process counts (default 1,2)")
     parser.add_argument("--seconds", type=float, default=8.0, help="per level (default 8)")
+    parser.add_argument(
+        "--transport-level",
+        type=int,
+        default=16,
+        help="orders in flight for the PLAINTEXT vs SASL comparison (default 16)",
+    )
     parser.add_argument("--max-sagas", type=int, default=5000, help="per level (default 5000)")
     parser.add_argument("--out", default=str(REPO / "bench-results"))
     args = parser.parse_args(argv)
@@ -406,7 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         base = Path(tmp)
         pg = es.enter_context(services.start_postgres(base / "postgres"))
         rd = es.enter_context(services.start_redis(base / "redis"))
-        kf = es.enter_context(services.start_kafka(base / "kafka"))
+        kf = es.enter_context(
+            services.start_kafka(base / "kafka", sasl_users={BENCH_USER: secrets.token_hex(16)})
+        )
         print("services up; measuring ceilings", file=sys.stderr, flush=True)
         commit_ceiling = pgbench_commits_per_s(pg, clients=16, seconds=8)
         redis_ceiling = redis_ops_per_s(rd, requests=200_000, clients=50)
@@ -428,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
             runs += run_saga_levels(
                 pg, kf, rd, base, processes, levels, args.seconds, args.max_sagas
             )
+        transport = compare_kafka_transports(
+            pg, kf, rd, base, args.transport_level, args.seconds, args.max_sagas
+        )
+        print(json.dumps({"kafka_transport": transport}), file=sys.stderr, flush=True)
 
     commits_per_saga = sum(r["commits_per_saga"] for r in runs) / len(runs)
     saga_ceiling = commit_ceiling / commits_per_saga
@@ -453,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "runs": runs,
         "best": best,
+        "kafka_transport": transport,
         "ratios": {
             "saga_throughput_vs_commit_ceiling": round(best["sagas_per_s"] / saga_ceiling, 3),
             "saga_target": 0.60,

@@ -216,10 +216,17 @@ def test_a_release_of_its_own_lives_through_upgrade_rollback_and_uninstall(
 ) -> None:
     """The steps that change the release, on one that no other test shares, so that every
     test of this module can run alone and in any order."""
-    with installed_release(install_values(), prefix="saga-life") as namespace:
+    # Installed as a release from before Kafka's SASL; the first upgrade turns it on, which
+    # only works if the topics hook waits for the brokers (--wait: the app is Ready only
+    # once Kafka takes its credentials).
+    plaintext = [*install_values(), "--set", "kafka.auth.enabled=false"]
+    with installed_release(plaintext, prefix="saga-life") as namespace:
         password_before = _postgres_password(namespace)
         helm("upgrade", RELEASE, str(CHART), "-n", namespace, "--reuse-values",
-             "--set", "replicas=5", "--wait", "--timeout", "10m")  # fmt: skip
+             "--set", "replicas=5", "--set", "kafka.auth.enabled=true",
+             "--wait", "--timeout", "10m")  # fmt: skip
+        config = kubectl_json("get", "configmap", "-n", namespace, SERVICE)["data"]
+        assert config["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
 
         def five_ready() -> list[dict[str, Any]] | None:
             pods = ready_pods(namespace, APP_SELECTOR)

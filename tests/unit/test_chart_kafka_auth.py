@@ -72,7 +72,8 @@ def test_the_app_authenticates_as_its_own_scram_user() -> None:
                 if entry["name"] == "KAFKA_SASL_PASSWORD":
                     refs[obj["metadata"]["name"]] = entry["valueFrom"]["secretKeyRef"]
     assert {"saga-saga-stack", "saga-saga-stack-topics"} <= set(refs)
-    assert all(ref == {"name": "saga-kafka", "key": "client-password"} for ref in refs.values())
+    expected = {"name": "saga-kafka", "key": "client-password", "optional": True}
+    assert all(ref == expected for ref in refs.values())
 
 
 def test_the_access_job_grants_the_apps_topics_and_group_once_per_revision() -> None:

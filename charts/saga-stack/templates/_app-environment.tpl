@@ -226,11 +226,14 @@ the second argument (a template can only return text; the file wants numbers).
 {{- end }}
 {{- end }}
 {{- if and .Values.kafka.enabled .Values.kafka.auth.enabled }}
+{{- /* Optional: the upgrade that turns SASL on runs the pre-upgrade migrate Job before the
+       Kafka Secret exists, and migrate does not use Kafka. The app's pods start after it. */}}
 - name: KAFKA_SASL_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ include "saga-stack.subchartFullname" (list . "kafka") }}
       key: client-password
+      optional: true
 {{- else if and (not .Values.kafka.enabled) .Values.externalKafka.sasl.mechanism }}
 - name: KAFKA_SASL_PASSWORD
   valueFrom:

@@ -198,3 +198,17 @@ key: api-tokens
 {{- printf "%s://%s" .scheme .host -}}
 {{- if $port }}:{{ $port }}{{ end -}}
 {{- end }}
+
+{{/* "true" when this upgrade turns SASL on for a bundled Kafka that runs without it (a
+     release from before kafka.auth, or one that had it off): until the brokers restart
+     they speak PLAINTEXT, so the app's Kafka hook waits until after the upgrade. */}}
+{{- define "saga-stack.kafkaAuthTurningOn" -}}
+{{- if and .Values.kafka.enabled .Values.kafka.auth.enabled }}
+{{- $brokers := lookup "apps/v1" "StatefulSet" .Release.Namespace (include "saga-stack.subchartFullname" (list . "kafka")) }}
+{{- if $brokers }}
+{{- range (index $brokers.spec.template.spec.containers 0).env }}
+{{- if and (eq .name "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP") (not (contains "SASL" (.value | default ""))) }}true{{ end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
