@@ -212,3 +212,8 @@ key: api-tokens
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* The Kafka access Job of this revision (templates/kafka-access-job.yaml). */}}
+{{- define "saga-stack.kafkaAccessJobName" -}}
+{{- printf "%s-kafka-access-r%d" (include "saga-stack.fullname" . | trunc 40 | trimSuffix "-") (int .Release.Revision) }}
+{{- end }}
