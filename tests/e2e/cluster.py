@@ -216,6 +216,34 @@ def client_pod(
     return name
 
 
+KAFKA_SELECTOR = "app.kubernetes.io/name=kafka"
+# The admin user's client configuration in every broker pod (kafka.auth.enabled).
+KAFKA_ADMIN_CONFIG = "/etc/kafka/secrets/admin.properties"
+
+
+def kafka_admin(namespace: str, *command: str) -> str:
+    """Runs one of Kafka's command-line tools as the brokers' admin user, in a Ready broker
+    of the release, against the brokers themselves."""
+    (broker, *_) = ready_pods(namespace, KAFKA_SELECTOR)
+    return kubectl(
+        "exec", "-n", namespace, broker["metadata"]["name"], "-c", "kafka", "--",
+        "env", "KAFKA_HEAP_OPTS=-Xmx64m", *command,
+        "--bootstrap-server", "localhost:9092", "--command-config", KAFKA_ADMIN_CONFIG,
+        timeout=120,
+    )  # fmt: skip
+
+
+def grant_kafka_topic(namespace: str, user: str, topic: str) -> None:
+    """Lets `user` create, write, read and describe `topic` (the app's user gets only its
+    own topics from the chart; a test's probe topic needs this)."""
+    kafka_admin(
+        namespace, "kafka-run-class.sh", "org.apache.kafka.tools.AclCommand",
+        "--add", "--allow-principal", f"User:{user}", "--topic", topic,
+        "--operation", "Create", "--operation", "Write", "--operation", "Read",
+        "--operation", "Describe",
+    )  # fmt: skip
+
+
 def run_python_in(namespace: str, pod: str, code: str, *, timeout: float = 300) -> Any:
     """Runs Python in the client pod; the code prints one JSON document, returned parsed."""
     out = kubectl("exec", "-n", namespace, pod, "--", "python3", "-c", code, timeout=timeout)

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cluster import RELEASE, client_pod, kubectl, kubectl_json, run_python_in
+from tests.e2e.cluster import RELEASE, client_pod, kafka_admin, kubectl_json, run_python_in
 
 PROBE = (Path(__file__).parent / "probes" / "kafka_access_probe.py").read_text()
 KAFKA = f"{RELEASE}-kafka"
 BOOTSTRAP = f"{KAFKA}:9092"
 EVENTS = "saga.events"
 GROUP = "saga-service"
-ADMIN_CONFIG = "/etc/kafka/secrets/admin.properties"
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +55,9 @@ def test_another_kafka_user_can_neither_forge_nor_read_saga_events(
     """An authenticated user without ACLs, as a leaked or misused credential of another
     client would be: the authorizer refuses it the app's topic and group."""
     password = secrets.token_urlsafe(24)
-    kubectl(
-        "exec", "-n", release, f"{KAFKA}-0", "-c", "kafka", "--",
-        "env", "KAFKA_HEAP_OPTS=-Xmx64m",
-        "kafka-configs.sh", "--bootstrap-server", "localhost:9092",
-        "--command-config", ADMIN_CONFIG,
-        "--alter", "--entity-type", "users", "--entity-name", "intruder",
-        "--add-config", f"SCRAM-SHA-512=[password={password}]",
-        timeout=120,
+    kafka_admin(
+        release, "kafka-configs.sh", "--alter", "--entity-type", "users",
+        "--entity-name", "intruder", "--add-config", f"SCRAM-SHA-512=[password={password}]",
     )  # fmt: skip
     outcome = attempts(release, intruder, "intruder", password)
     assert outcome == {

@@ -11,8 +11,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.cluster import APP_SERVICE, client_pod, install_values, kubectl_json
+from tests.e2e.cluster import (
+    APP_SERVICE,
+    client_pod,
+    grant_kafka_topic,
+    install_values,
+    kubectl_json,
+)
 from tests.e2e.releases import installed_release
+
+# The topic probes/data_layer_probe.py produces to (the probe runs in a pod, from its text).
+PROBE_TOPIC = "e2e.probe"
 
 
 @pytest.fixture(scope="package")
@@ -53,6 +62,10 @@ def probe(ha_release: str) -> str:
     app = kubectl_json("get", "deployment", "-n", ha_release, APP_SERVICE)["spec"]["template"]
     container = app["spec"]["containers"][0]
     labels = {k: v for k, v in app["metadata"]["labels"].items() if k.startswith("saga-stack.io/")}
+    # The probe produces to a topic of its own as the app's Kafka user, whose ACLs the chart
+    # limits to the app's topics.
+    config = kubectl_json("get", "configmap", "-n", ha_release, APP_SERVICE)["data"]
+    grant_kafka_topic(ha_release, config["KAFKA_SASL_USERNAME"], PROBE_TOPIC)
     return client_pod(
         ha_release,
         "ha-probe",

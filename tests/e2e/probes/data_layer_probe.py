@@ -26,6 +26,7 @@ from saga_service.adapters.kafka import client_options, make_producer
 from saga_service.adapters.lock import LockService, make_redis
 from saga_service.settings import Settings, load_settings
 
+# tests/e2e/ha/conftest.py grants the app's Kafka user this topic.
 PROBE_TOPIC = "e2e.probe"
 PROBE_PARTITIONS = 3
 PROBE_SKU = "e2e-probe"
