@@ -42,6 +42,8 @@ from tests.e2e.releases import installed_release
 from tests.integration.services.tls import make_ca
 
 API_TOKEN = secrets.token_hex(24)
+# The password the migrate Job gives the app's role (values/production.yaml's user).
+APP_DATABASE_PASSWORD = secrets.token_hex(16)
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +66,16 @@ def production(managed: ManagedServices, other_ca: Path) -> Iterator[str]:
         # What docs/production-path.md tells a user to create before the install.
         kubectl(
             "create", "secret", "generic", "saga-credentials", "-n", namespace,
-            f"--from-literal=database-password={managed.database_password}",
+            f"--from-literal=database-owner-password={managed.database_password}",
+            f"--from-literal=database-password={APP_DATABASE_PASSWORD}",
             f"--from-literal=redis-password={managed.redis_password}",
             f"--from-literal=kafka-sasl-password={managed.kafka_password}",
             f"--from-literal=api-tokens={API_TOKEN}",
+        )  # fmt: skip
+        # What docs/production-path.md asks of the DBA: the app's login role, nothing more.
+        managed_exec(
+            managed, "pg", "psql", "-U", USER, "-d", "saga", "-c",
+            f"CREATE ROLE saga_app LOGIN PASSWORD '{APP_DATABASE_PASSWORD}'",
         )  # fmt: skip
         kubectl(
             "create", "configmap", "saga-ca", "-n", namespace,
@@ -111,6 +119,16 @@ def test_the_release_migrates_creates_its_topics_and_runs_sagas_over_tls(
     sql = "SELECT version_num FROM alembic_version"
     version = managed_exec(managed, "pg", "psql", "-U", USER, "-d", "saga", "-tAc", sql)
     assert version.strip(), "no migration recorded in the managed PostgreSQL"
+    # The app's pods connect as the role migrate made, which owns nothing.
+    sql = (
+        "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = 'saga' "
+        "AND application_name <> 'psql'"
+    )
+    users = managed_exec(managed, "pg", "psql", "-U", USER, "-d", "saga", "-tAc", sql)
+    assert users.split() == ["saga_app"], users
+    owners = "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+    owner = managed_exec(managed, "pg", "psql", "-U", USER, "-d", "saga", "-tAc", owners)
+    assert owner.split() == [USER], owner
     topics = managed_exec(
         managed, "kafka", "env", "KAFKA_HEAP_OPTS=-Xmx64m", "kafka-topics.sh",
         "--bootstrap-server", f"127.0.0.1:{KAFKA_INTERNAL_PORT}", "--describe",

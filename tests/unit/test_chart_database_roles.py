@@ -60,11 +60,65 @@ def test_without_an_app_role_the_app_connects_as_the_owner() -> None:
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: Path(p).stem)
-def test_only_the_bundled_database_gives_migrate_the_owner(profile: Path) -> None:
+def test_every_profile_gives_the_owner_to_migrate_alone(profile: Path) -> None:
+    """The bundled database in every profile but production, whose external one has an
+    owner too (values/production.yaml)."""
     objects = render([profile])
-    migrate = env_of(objects)["Job/saga-saga-stack-migrate"]
-    bundled = any(o["metadata"]["name"] == "saga-postgresql" for o in pod_templates(objects))
-    assert (set(migrate) >= OWNER_ENV) is bundled
+    envs = env_of(objects)
+    assert set(envs.pop("Job/saga-saga-stack-migrate")) >= OWNER_ENV
+    assert not [name for name, env in envs.items() if OWNER_ENV & set(env)]
+
+
+EXTERNAL = {
+    "postgresql.enabled": False,
+    "externalDatabase.host": "db.example.com",
+    "externalDatabase.user": "saga_app",
+    "externalDatabase.password": "app-secret",
+}
+
+
+def test_an_external_owner_migrates_and_the_app_connects_as_its_user() -> None:
+    objects = render(
+        values={
+            **EXTERNAL,
+            "externalDatabase.ownerUser": "saga",
+            "externalDatabase.ownerPassword": "o",
+        }
+    )
+    assert config_map_user(objects) == "saga_app"
+    envs = env_of(objects)
+    migrate = envs.pop("Job/saga-saga-stack-migrate")
+    assert migrate["DATABASE_OWNER_USER"]["value"] == "saga"
+    ref = migrate["DATABASE_OWNER_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "saga-saga-stack", "key": "database-owner-password"}
+    assert not [name for name, env in envs.items() if OWNER_ENV & set(env)]
+    secret = one(objects, "Secret", "saga-saga-stack")["data"]
+    assert {"database-password", "database-owner-password"} <= set(secret)
+
+
+def test_production_reads_the_owners_password_from_the_users_secret() -> None:
+    production = next(p for p in PROFILES if p.stem == "production")
+    migrate = env_of(render([production]))["Job/saga-saga-stack-migrate"]
+    ref = migrate["DATABASE_OWNER_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "saga-credentials", "key": "database-owner-password"}
+    assert migrate["DATABASE_USER"]["value"] == "saga_app"
+
+
+def test_an_external_database_without_an_owner_migrates_as_the_apps_user() -> None:
+    envs = env_of(render(values=EXTERNAL))
+    assert not OWNER_ENV & set(envs["Job/saga-saga-stack-migrate"])
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"externalDatabase.ownerUser": "saga_app"}, "is externalDatabase.user"),
+        ({"externalDatabase.ownerUser": "saga"}, "no owner password"),
+    ],
+)
+def test_an_external_owner_that_cannot_work_is_refused(values: dict[str, str], named: str) -> None:
+    message = render_error(values={**EXTERNAL, **values})
+    assert "externalDatabase.ownerUser" in message and named in message
 
 
 def test_the_app_role_cannot_be_the_owner() -> None:

@@ -314,6 +314,22 @@ grants the app's role its reads and writes. */}}
     secretKeyRef:
       name: {{ include "saga-stack.postgresqlSecretName" . }}
       key: password
+{{- else if and (not .Values.postgresql.enabled) .Values.externalDatabase.ownerUser }}
+- name: DATABASE_OWNER_USER
+  value: {{ .Values.externalDatabase.ownerUser | quote }}
+- name: DATABASE_OWNER_PASSWORD
+  valueFrom:
+    secretKeyRef:
+{{- if .Values.existingSecret }}
+      name: {{ .Values.existingSecret }}
+      key: database-owner-password
+{{- else if .Values.externalDatabase.existingSecret }}
+      name: {{ .Values.externalDatabase.existingSecret }}
+      key: {{ .Values.externalDatabase.existingSecretOwnerPasswordKey }}
+{{- else }}
+      name: {{ include "saga-stack.fullname" . }}
+      key: database-owner-password
+{{- end }}
 {{- end }}
 {{- end }}
 
