@@ -295,8 +295,8 @@ def app_stack_factory(
 
 @pytest.fixture
 def app_stack(app_stack_factory: StackFactory, redis: services.RedisInstance) -> AppStack:
-    """A deployment on standalone Redis with no process started yet."""
-    return app_stack_factory(redis.env())
+    """A deployment on standalone Redis, as the app's ACL user, with no process started yet."""
+    return app_stack_factory(redis.app_env(services.APP_REDIS_USER))
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

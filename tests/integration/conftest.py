@@ -32,7 +32,13 @@ def postgres(services_dir: Path) -> Iterator[services.PostgresInstance]:
 
 @pytest.fixture(scope="session")
 def redis(services_dir: Path) -> Iterator[services.RedisInstance]:
-    with services.start_redis(services_dir / "redis", password="redis-test-password") as instance:
+    """The shared Redis, with the app's ACL user as the chart defines it (tests read and
+    plant keys as the default user)."""
+    with services.start_redis(
+        services_dir / "redis",
+        password="redis-test-password",
+        acl_users={services.APP_REDIS_USER: "redis-app-test-password"},
+    ) as instance:
         yield instance
 
 

@@ -96,7 +96,7 @@ def prod_stack(
     with app_processes.make_stack(
         tls_postgres,
         tls_kafka,
-        tls_redis.tls_env("saga"),
+        tls_redis.app_env("saga"),
         tmp_path_factory.mktemp("prod-stack"),
         **tls_kafka.sasl_ssl_env("saga", "SCRAM-SHA-512"),
     ) as stack:

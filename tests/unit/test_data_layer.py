@@ -51,6 +51,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     "redis-replication-persistent": {**REPLICATION, "redis.persistence.enabled": True},
     "redis-sentinel": SENTINEL,
     "redis-sentinel-no-auth": {**SENTINEL, "redis.auth.enabled": False},
+    "redis-sentinel-one-password": {**SENTINEL, "redis.auth.acl.enabled": False},
     "redis-sentinel-persistent-aof": {
         **SENTINEL,
         "redis.persistence.enabled": True,
@@ -195,7 +196,9 @@ def test_redis_replication_is_a_master_and_replicas_of_it() -> None:
     script = redis_scripts(objects)["start-redis.sh"]
     master0 = "saga-redis-master-0.saga-redis-hl.shop.svc.cluster.local"
     assert master0 in script and "--replicaof" in script
-    assert "--masterauth" in script and "--requirepass" in script
+    # replicas follow the master as the replication user, not as the administrator
+    assert 'echo "masteruser replication"' in script
+    assert 'echo "masterauth $REDIS_REPLICATION_PASSWORD"' in script
     assert "--replica-announce-ip" in script
     # clients still use the master's Service; replicas select apart from it
     service = one(objects, "Service", "saga-redis-master")
@@ -277,9 +280,10 @@ def test_redis_sentinel_gives_the_app_sentinel_mode() -> None:
     assert config["REDIS_SENTINEL_NODES"] == "saga-redis:26379"
     assert config["REDIS_SENTINEL_MASTER"] == "mymaster"
     assert "REDIS_HOST" not in config
+    assert config["REDIS_USERNAME"] == config["REDIS_SENTINEL_USERNAME"] == "saga"
     secrets = app_secret_env(objects)
-    assert secrets["REDIS_PASSWORD"] == {"name": "saga-redis", "key": "password"}
-    assert secrets["REDIS_SENTINEL_PASSWORD"] == {"name": "saga-redis", "key": "password"}
+    app_password = {"name": "saga-redis", "key": "client-password", "optional": True}
+    assert secrets["REDIS_PASSWORD"] == secrets["REDIS_SENTINEL_PASSWORD"] == app_password
     # the hook Jobs get the same settings
     for job in hook_jobs(objects):
         env = {e["name"]: e for e in pod_spec(job)["containers"][0]["env"]}
@@ -297,6 +301,20 @@ def test_redis_sentinel_master_set_and_port_reach_the_app() -> None:
     assert "sentinel monitor locks" in redis_scripts(objects)["start-sentinel.sh"]
 
 
+def test_redis_sentinel_with_one_password_gives_the_app_that_password() -> None:
+    objects = rendered("redis-sentinel-one-password")
+    secrets = app_secret_env(objects)
+    assert secrets["REDIS_PASSWORD"] == {"name": "saga-redis", "key": "password"}
+    assert secrets["REDIS_SENTINEL_PASSWORD"] == {"name": "saga-redis", "key": "password"}
+    assert not {"REDIS_USERNAME", "REDIS_SENTINEL_USERNAME"} & set(app_config(objects))
+    scripts = redis_scripts(objects)
+    assert (
+        '--requirepass "$REDISCLI_AUTH" --masterauth "$REDISCLI_AUTH"' in scripts["start-redis.sh"]
+    )
+    assert "user " not in scripts["start-redis.sh"] + scripts["start-sentinel.sh"]
+    assert set(one(objects, "Secret", "saga-redis")["data"]) == {"password"}
+
+
 def test_redis_sentinel_without_auth_asks_for_no_password() -> None:
     objects = rendered("redis-sentinel-no-auth")
     assert not {"REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD"} & set(app_secret_env(objects))
@@ -304,7 +322,10 @@ def test_redis_sentinel_without_auth_asks_for_no_password() -> None:
     assert not find(objects, "Secret", "saga-redis")
 
 
-@pytest.mark.parametrize("name", ["redis-standalone", "redis-replication", "redis-sentinel"])
+@pytest.mark.parametrize(
+    "name",
+    ["redis-standalone", "redis-replication", "redis-sentinel", "redis-sentinel-one-password"],
+)
 def test_redis_scripts_are_valid_sh(name: str) -> None:
     for key, text in redis_scripts(rendered(name)).items():
         if key.endswith(".sh"):

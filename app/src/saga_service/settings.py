@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     redis_tls_ca_file: str | None = None
     redis_sentinel_nodes: str | None = None
     redis_sentinel_master: str = "mymaster"
+    # The Sentinels' ACL user (Redis 6.2+); empty: their default user.
+    redis_sentinel_username: str = ""
     redis_sentinel_password: SecretStr = SecretStr("")
 
     kafka_bootstrap_servers: str

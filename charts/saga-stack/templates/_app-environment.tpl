@@ -62,6 +62,12 @@ REDIS_HOST: {{ .Values.externalRedis.host | quote }}
 REDIS_PORT: {{ .Values.externalRedis.port | quote }}
 REDIS_TLS: {{ .Values.externalRedis.tls | quote }}
 {{- end }}
+{{- if include "saga-stack.redisAclUser" . }}
+REDIS_USERNAME: {{ $redis.auth.acl.clientUsername | quote }}
+{{- if $redis.sentinel.enabled }}
+REDIS_SENTINEL_USERNAME: {{ $redis.auth.acl.clientUsername | quote }}
+{{- end }}
+{{- end }}
 {{- if not $redis.enabled }}
 {{- with .Values.externalRedis.username }}
 REDIS_USERNAME: {{ . | quote }}
@@ -196,7 +202,7 @@ the second argument (a template can only return text; the file wants numbers).
       {{- include "saga-stack.redisPasswordRef" . | nindent 6 }}
 {{- end }}
 {{- if and .Values.redis.enabled .Values.redis.sentinel.enabled .Values.redis.auth.enabled }}
-{{- /* The bundled Sentinels require the Redis password itself. */}}
+{{- /* The bundled Sentinels know the app's user too (or, without ACL users, the one password). */}}
 - name: REDIS_SENTINEL_PASSWORD
   valueFrom:
     secretKeyRef:
@@ -256,6 +262,12 @@ the second argument (a template can only return text; the file wants numbers).
 {{- if .Values.existingSecret }}
 name: {{ .Values.existingSecret }}
 key: redis-password
+{{- else if include "saga-stack.redisAclUser" . }}
+name: {{ .Values.redis.auth.existingSecret | default (include "saga-stack.subchartFullname" (list . "redis")) }}
+key: client-password
+{{- /* Optional: the upgrade that turns ACL users on runs the pre-upgrade migrate Job (which
+       does not use Redis) before the Secret gains the key. The app's pods start after it. */}}
+optional: true
 {{- else if .Values.redis.enabled }}
 name: {{ .Values.redis.auth.existingSecret | default (include "saga-stack.subchartFullname" (list . "redis")) }}
 key: password
@@ -266,6 +278,11 @@ key: {{ .Values.externalRedis.existingSecretPasswordKey }}
 name: {{ include "saga-stack.fullname" . }}
 key: redis-password
 {{- end }}
+{{- end }}
+
+{{/* "true" when the app logs in to the bundled Redis as its own ACL user; empty otherwise. */}}
+{{- define "saga-stack.redisAclUser" -}}
+{{- if and .Values.redis.enabled .Values.redis.auth.enabled .Values.redis.auth.acl.enabled }}true{{ end }}
 {{- end }}
 
 {{/* The CA bundle's path in the app's containers; empty without caBundle. */}}

@@ -118,11 +118,12 @@ async def read_back(settings: Settings, acknowledged: set[int]) -> None:
 
 
 def print_master(settings: Settings) -> None:
-    password = settings.redis_password.get_secret_value() or None
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         settings.sentinel_nodes(),
-        sentinel_kwargs={"password": settings.redis_sentinel_password.get_secret_value() or None},
-        password=password,
+        sentinel_kwargs={
+            "username": settings.redis_sentinel_username or None,
+            "password": settings.redis_sentinel_password.get_secret_value() or None,
+        },
         socket_timeout=2,
     )
     master = settings.redis_sentinel_master

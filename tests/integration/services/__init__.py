@@ -52,6 +52,7 @@ from tests.integration.services.process import (
     wait_until,
 )
 from tests.integration.services.redis import (
+    APP_REDIS_USER,
     RedisInstance,
     SentinelGroup,
     SentinelInstance,
@@ -61,6 +62,7 @@ from tests.integration.services.redis import (
 from tests.integration.services.tls import CertificateAuthority, ServerCertificate, make_ca
 
 __all__ = [
+    "APP_REDIS_USER",
     "INSTALL_HINT",
     "KAFKA_SASL_MECHANISMS",
     "KAFKA_START_TIMEOUT",

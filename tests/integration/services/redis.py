@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -78,22 +79,30 @@ class RedisInstance(_Restartable):
             "REDIS_TLS": "false",
         }
 
-    def tls_env(self, username: str) -> dict[str, str]:
-        """App-contract variables for TLS as ACL user ``username`` (started with tls)."""
-        if self.ca_file is None:
-            raise ServiceError("this Redis was started without tls")
-        return {
-            **self.env(),
-            "REDIS_USERNAME": username,
-            "REDIS_PASSWORD": self.acl_users[username],
-            "REDIS_TLS": "true",
-            "REDIS_TLS_CA_FILE": str(self.ca_file),
-        }
+    def app_env(self, username: str) -> dict[str, str]:
+        """App-contract variables as ACL user ``username`` (TLS when started with it)."""
+        env = {**self.env(), "REDIS_USERNAME": username, "REDIS_PASSWORD": self.acl_users[username]}
+        if self.ca_file is not None:
+            env |= {"REDIS_TLS": "true", "REDIS_TLS_CA_FILE": str(self.ca_file)}
+        return env
 
 
-# What the app's ACL user may do: its own keys, the scripts that hold its locks, no
-# administration (KEYS, FLUSHALL, CONFIG, DEBUG, ... are @dangerous).
-APP_ACL_RULES = "~saga:* resetchannels +@all -@dangerous"
+# The app's user in the chart's bundled Redis (redis.auth.acl.clientUsername).
+APP_REDIS_USER = "saga"
+
+
+@functools.cache
+def app_acl_rules() -> str:
+    """What the chart's bundled Redis lets the app's user do (its keys, no administration),
+    read from the chart itself so that the app is tested under the rules it is deployed with."""
+    from tests.unit.helm import one, render
+
+    objects = render(values={"jobs.enabled": True})
+    script = one(objects, "ConfigMap", "saga-redis")["data"]["start-redis.sh"]
+    found = re.search(rf'"user {APP_REDIS_USER} on >\$REDIS_CLIENT_PASSWORD ([^"]+)"', script)
+    if found is None:
+        raise ServiceError(f"the chart's start-redis.sh defines no app user {APP_REDIS_USER!r}")
+    return found.group(1)
 
 
 def _tls_kwargs(ca_file: Path | None) -> dict[str, Any]:
@@ -200,7 +209,7 @@ def _launch_redis(
             "tls-auth-clients no",
         ]
     for user, user_password in (acl_users or {}).items():
-        lines.append(f"user {user} on >{user_password} {APP_ACL_RULES}")
+        lines.append(f"user {user} on >{user_password} {app_acl_rules()}")
     if replica_of is not None:
         lines.append(f"replicaof {replica_of[0]} {replica_of[1]}")
     conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -248,7 +257,7 @@ def start_redis(
 
     With ``tls`` (a certificate signed by ``ca_file``) it listens with TLS only, as a
     managed Redis with in-transit encryption; ``acl_users`` ({name: password}) get
-    APP_ACL_RULES (see ``tls_env(name)``). ``password`` stays the default user's.
+    the chart's app rules (see ``app_env(name)``). ``password`` stays the default user's.
 
     For a replica, returns once its link to the master is up.
     """

@@ -119,6 +119,7 @@ def make_redis(
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             settings.sentinel_nodes(),
             sentinel_kwargs={
+                "username": settings.redis_sentinel_username or None,
                 "password": sentinel_password,
                 "socket_timeout": 1.0,
                 "socket_connect_timeout": 1.0,

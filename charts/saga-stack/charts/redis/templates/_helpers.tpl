@@ -52,3 +52,49 @@ app.kubernetes.io/part-of: saga-stack
 {{- printf "%s:%s" .Values.image.repository .Values.image.tag }}
 {{- end }}
 {{- end }}
+
+{{/*
+ACL rules (after `user NAME on >PASSWORD`). The app: its keys, no channels, every command
+outside @dangerous but INFO (the job queue's library reads the server version with it)
+and CLIENT SETNAME (it names its connections; not dangerous since Redis 7, listed for 6).
+*/}}
+{{- define "redis.clientRules" -}}
+resetchannels {{ range .Values.auth.acl.clientKeyPatterns }}~{{ . }} {{ end }}+@all -@dangerous +info +client|setname
+{{- end }}
+
+{{/* The replicas' link to the master, as Redis documents it. */}}
+{{- define "redis.replicationRules" -}}
+-@all +psync +replconf +ping
+{{- end }}
+
+{{/* What a Sentinel sends a monitored node (Redis documents this set; REPLICAOF is SLAVEOF's newer name). */}}
+{{- define "redis.sentinelRules" -}}
+allchannels -@all +multi +exec +slaveof +replicaof +ping +subscribe +publish +config|rewrite +role +info +client|setname +client|kill +script|kill
+{{- end }}
+
+{{/* The app on a Sentinel: finding the master and nothing else (no FAILOVER, SET, RESET, REMOVE). */}}
+{{- define "redis.sentinelClientRules" -}}
+-@all +ping +hello +client|setname +sentinel|get-master-addr-by-name +sentinel|masters +sentinel|master +sentinel|replicas +sentinel|slaves +sentinel|sentinels
+{{- end }}
+
+{{/*
+(list $ KEY...): the env of a container that needs these passwords. `password` is the
+default user's, as REDISCLI_AUTH so that redis-cli (probes, scripts) logs in with it; the
+ACL users' keys are read only with `auth.acl.enabled`.
+*/}}
+{{- define "redis.passwordEnv" -}}
+{{- $root := index . 0 -}}
+{{- $vars := dict "password" "REDISCLI_AUTH" "client-password" "REDIS_CLIENT_PASSWORD" "replication-password" "REDIS_REPLICATION_PASSWORD" "sentinel-password" "REDIS_SENTINEL_PASSWORD" -}}
+{{- if $root.Values.auth.enabled -}}
+env:
+{{- range $key := rest . }}
+{{- if or (eq $key "password") $root.Values.auth.acl.enabled }}
+  - name: {{ index $vars $key }}
+    valueFrom:
+      secretKeyRef:
+        name: {{ include "redis.secretName" $root }}
+        key: {{ $key }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
