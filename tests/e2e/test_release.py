@@ -206,9 +206,13 @@ def _image(namespace: str) -> str:
     return image
 
 
+def _secret_data(namespace: str, name: str) -> dict[str, str]:
+    data: dict[str, str] = kubectl_json("get", "secret", "-n", namespace, name)["data"]
+    return data
+
+
 def _postgres_password(namespace: str) -> str:
-    secret = kubectl_json("get", "secret", "-n", namespace, f"{RELEASE}-postgresql")
-    return base64.b64decode(secret["data"]["password"]).decode()
+    return base64.b64decode(_secret_data(namespace, f"{RELEASE}-postgresql")["password"]).decode()
 
 
 def test_a_release_of_its_own_lives_through_upgrade_rollback_and_uninstall(
@@ -216,17 +220,26 @@ def test_a_release_of_its_own_lives_through_upgrade_rollback_and_uninstall(
 ) -> None:
     """The steps that change the release, on one that no other test shares, so that every
     test of this module can run alone and in any order."""
-    # Installed as a release from before Kafka's SASL; the first upgrade turns it on, which
-    # only works if the topics hook waits for the brokers (--wait: the app is Ready only
-    # once Kafka takes its credentials).
-    plaintext = [*install_values(), "--set", "kafka.auth.enabled=false"]
+    # Installed as a release from before Kafka's SASL and Redis's ACL users; the first
+    # upgrade turns both on, which only works if the topics hook waits for the brokers
+    # (--wait: the app is Ready only once Kafka and Redis take its credentials).
+    plaintext = [
+        *install_values(), "--set", "kafka.auth.enabled=false",
+        "--set", "redis.auth.acl.enabled=false",
+    ]  # fmt: skip
     with installed_release(plaintext, prefix="saga-life") as namespace:
         password_before = _postgres_password(namespace)
         helm("upgrade", RELEASE, str(CHART), "-n", namespace, "--reuse-values",
              "--set", "replicas=5", "--set", "kafka.auth.enabled=true",
+             "--set", "redis.auth.acl.enabled=true",
              "--wait", "--timeout", "10m")  # fmt: skip
         config = kubectl_json("get", "configmap", "-n", namespace, SERVICE)["data"]
         assert config["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert config["REDIS_USERNAME"] == "saga"
+        redis_passwords = _secret_data(namespace, f"{RELEASE}-redis")
+        assert set(redis_passwords) == {
+            "password", "client-password", "replication-password", "sentinel-password"
+        }  # fmt: skip
 
         def five_ready() -> list[dict[str, Any]] | None:
             pods = ready_pods(namespace, APP_SELECTOR)
@@ -238,6 +251,7 @@ def test_a_release_of_its_own_lives_through_upgrade_rollback_and_uninstall(
         helm("upgrade", RELEASE, str(CHART), "-n", namespace, "--reuse-values",
              "--wait", "--timeout", "10m")  # fmt: skip
         assert _postgres_password(namespace) == password_before
+        assert _secret_data(namespace, f"{RELEASE}-redis") == redis_passwords
         # The StatefulSet's selector cannot change: switching architecture is refused, by name.
         with pytest.raises(CommandFailed, match=r"postgresql\.architecture cannot change"):
             helm("upgrade", RELEASE, str(CHART), "-n", namespace, "--reuse-values",

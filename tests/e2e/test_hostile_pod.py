@@ -1,7 +1,9 @@
-"""A hostile pod in the release's namespace, labelled so that the NetworkPolicy lets it reach
-the brokers: without credentials, or as a Kafka user of its own, it can neither forge a saga
-event nor read one nor read the app's consumer group; with the app's credentials it can.
-The SASL listener and the ACLs are the lock, not the policy."""
+"""A hostile pod in the release's namespace, labelled so that the NetworkPolicies let it reach
+the brokers and Redis: without credentials, or as a Kafka user of its own, it can neither
+forge a saga event nor read one nor read the app's consumer group; with the app's
+credentials it can. In Redis, without credentials it can do nothing, and even the app's user
+may touch only the app's keys and none of the administrator's commands. Authentication and
+ACLs are the lock, not the policy."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 from tests.e2e.cluster import RELEASE, client_pod, kafka_admin, kubectl_json, run_python_in
 
 PROBE = (Path(__file__).parent / "probes" / "kafka_access_probe.py").read_text()
+REDIS_PROBE = (Path(__file__).parent / "probes" / "redis_access_probe.py").read_text()
 KAFKA = f"{RELEASE}-kafka"
 BOOTSTRAP = f"{KAFKA}:9092"
 EVENTS = "saga.events"
@@ -22,11 +25,10 @@ GROUP = "saga-service"
 
 @pytest.fixture(scope="module")
 def intruder(release: str, app_image: str) -> str:
-    """A pod outside the release with the app's image (Python and aiokafka) and none of its
-    credentials, admitted by the brokers' NetworkPolicy."""
-    return client_pod(
-        release, "e2e-intruder", app_image, labels={"saga-stack.io/kafka-client": "true"}
-    )
+    """A pod outside the release with the app's image (Python, aiokafka, redis-py) and none
+    of its credentials, admitted by the brokers' and Redis's NetworkPolicies."""
+    labels = {"saga-stack.io/kafka-client": "true", "saga-stack.io/redis-client": "true"}
+    return client_pod(release, "e2e-intruder", app_image, labels=labels)
 
 
 def attempts(
@@ -82,3 +84,35 @@ def test_the_apps_own_user_is_let_through_from_the_same_pod(release: str, intrud
         topic=config["data"]["KAFKA_TOPIC_DEAD_LETTER"],
     )
     assert outcome == {"produce": "ok", "read": "ok", "group": "ok"}
+
+
+REDIS = (f"{RELEASE}-redis-master", 6379)
+REDIS_ATTEMPTS = ["own-key", "other-key", "keys", "config-get", "flushall"]
+
+
+def redis_attempts(namespace: str, pod: str, user: str = "", password: str = "") -> dict[str, str]:
+    call = f"\nmain(*{(*REDIS, user, password, REDIS_ATTEMPTS)!r})\n"
+    outcome: dict[str, str] = run_python_in(namespace, pod, REDIS_PROBE + call)
+    return outcome
+
+
+def test_redis_refuses_a_client_without_credentials(release: str, intruder: str) -> None:
+    assert redis_attempts(release, intruder) == dict.fromkeys(
+        REDIS_ATTEMPTS, "refused: AuthenticationError"
+    )
+
+
+def test_the_apps_redis_user_may_touch_only_its_keys(release: str, intruder: str) -> None:
+    """The app's credentials, as a compromised app pod would hold them: its keys yes; another
+    prefix, listing every key, reading the server's configuration, wiping it: no."""
+    secret = kubectl_json("get", "secret", "-n", release, f"{RELEASE}-redis")
+    password = base64.b64decode(secret["data"]["client-password"]).decode()
+    config = kubectl_json("get", "configmap", "-n", release, f"{RELEASE}-saga-stack")
+    outcome = redis_attempts(release, intruder, config["data"]["REDIS_USERNAME"], password)
+    assert outcome == {
+        "own-key": "ok",
+        "other-key": "refused: NoPermissionError",
+        "keys": "refused: NoPermissionError",
+        "config-get": "refused: NoPermissionError",
+        "flushall": "refused: NoPermissionError",
+    }
