@@ -99,6 +99,8 @@ def test_jobs_settings_reach_the_app_config() -> None:
         **JOBS,
         "jobs.queue": "orders.docs",
         "jobs.prefix": "shop",
+        # the bundled Redis's app user must be let into the new prefix
+        "redis.auth.acl.clientKeyPatterns": ["saga:*", "shop:*"],
         "jobs.concurrency": 8,
         "jobs.lockMs": 60000,
         "jobs.stalledIntervalMs": 15000,
