@@ -24,8 +24,10 @@ PYTHON_IMAGE_TAG=3.11-bookworm
 POSTGRES_MAJOR=17
 POSTGRES_SUITE=trixie
 POSTGRES_IMAGE_TAG=17-patroni-trixie
-REDIS_SUITE=trixie
-REDIS_IMAGE_TAG=8.0-trixie
+# Redis 7.0 from bookworm: BSD-3-Clause. Redis 7.4 and later are RSALv2/SSPLv1
+# (8.0 and later also AGPLv3), which this project does not ship.
+REDIS_SUITE=bookworm
+REDIS_IMAGE_TAG=7.0-bookworm
 KAFKA_JAVA_MAJOR=17
 PROMETHEUS_SUITE=trixie
 PROMETHEUS_IMAGE_TAG=2.53-trixie
