@@ -246,6 +246,9 @@ test_redis() {
   out="$(oneshot -e REDISCLI_AUTH=smoke-redis "$ref" redis-cli -h "$ip" set k v)"
   check "SET works (data dir writable): $out" test "$out" = OK
   check "redis-sentinel on PATH: $(oneshot --user 999:999 "$ref" redis-sentinel --version | cut -c1-40)" oneshot --user 999:999 "$ref" redis-sentinel --version
+  # the chart's scripts bound each redis-cli call with coreutils' timeout
+  out="$(oneshot -e REDISCLI_AUTH=smoke-redis "$ref" timeout 2 redis-cli -h "$ip" get k)"
+  check "timeout 2 redis-cli GET: $out" test "$out" = v
   out="$("$DOCKER" exec "$name" sh -c 'stat -c %u /proc/1')"
   check "server runs as uid 999" test "$out" = 999
 }

@@ -246,7 +246,7 @@ def test_redis_sentinel_runs_beside_every_node() -> None:
     assert "sentinel announce-ip $me" in scripts["start-sentinel.sh"]
     # Sentinel starts once the master answers (bounded), not on links the network refused
     sentinel_start = scripts["start-sentinel.sh"]
-    wait = sentinel_start.index('redis-cli -t 1 -h "$master" -p 6379 ping')
+    wait = sentinel_start.index('timeout 1 redis-cli -h "$master" -p 6379 ping')
     assert '[ "$waited" -lt 20 ]' in sentinel_start
     assert wait < sentinel_start.index('exec redis-sentinel "$conf"')
     # and is restarted when it spins on such a link (over half its CPU limit between probes)
