@@ -11,7 +11,9 @@ Starts PostgreSQL, Redis and Kafka on loopback through the integration harness, 
 3. the saga service with 1 and then 2 `saga-service serve` processes, driven closed-loop at
    each concurrency level (that many orders in flight, each waits for its saga's final
    state); sagas/s and p50/p95/p99 end-to-end latency (from the database's own
-   created_at/finished_at), and the Postgres commits per saga (pg_stat_database);
+   created_at/finished_at), the Postgres commits per saga (pg_stat_database), the
+   statements per saga (pg_stat_statements, BEGIN and COMMIT included: each is a round
+   trip) and the CPU milliseconds the app processes spent per saga (/proc);
 4. what Kafka's SASL costs: one process at one level (--transport-level) over the broker's
    PLAINTEXT and its SASL_PLAINTEXT (SCRAM-SHA-512) listener, alternated twice;
 
@@ -287,6 +289,27 @@ def _commits(stack: AppStack) -> int:
     )
 
 
+def _statements(pg: services.PostgresInstance, dbname: str) -> int:
+    """Statements run in `dbname` so far (read from another database, so not counted)."""
+    with psycopg.connect(pg.superuser_dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s"
+            " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s",
+            (dbname,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes (fields 14 and 15 of /proc/PID/stat)."""
+    ticks = 0
+    for pid in pids:
+        after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(after_name[11]) + int(after_name[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def run_saga_levels(
     pg: services.PostgresInstance,
     kf: services.KafkaInstance,
@@ -316,17 +339,26 @@ def run_saga_levels(
             for sku in SKUS:
                 conn.execute("INSERT INTO stock (sku, available) VALUES (%s, 1000000000)", (sku,))
         _run(_drive(stack, 4, 2.0, 200))  # warm-up: connections, JIT-less caches
+        dbname = stack.env["DATABASE_NAME"]
+        pids = [p.pid for p in stack.processes]
         for level in levels:
             before = _commits(stack)
+            statements_before, cpu_before = _statements(pg, dbname), _cpu_seconds(pids)
             result = _run(_drive(stack, level, seconds, max_sagas))
+            statements_after, cpu_after = _statements(pg, dbname), _cpu_seconds(pids)
             # pg_stat counters are flushed asynchronously; let them settle.
             time.sleep(1.2)
             after = _commits(stack)
             result["processes"] = processes
             # The driver's own completion polls commit too (autocommit); they are not the
             # service's, and neither is the final query above.
-            service_commits = after - before - result.pop("driver_queries") - 1
-            result["commits_per_saga"] = round(service_commits / max(1, result["sagas"]), 2)
+            driver = result.pop("driver_queries") + 1
+            sagas = max(1, result["sagas"])
+            result["commits_per_saga"] = round((after - before - driver) / sagas, 2)
+            result["statements_per_saga"] = round(
+                (statements_after - statements_before - driver) / sagas, 2
+            )
+            result["app_cpu_ms_per_saga"] = round((cpu_after - cpu_before) * 1000 / sagas, 2)
             print(json.dumps(result), file=sys.stderr, flush=True)
             results.append(result)
     return results
@@ -451,7 +483,13 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="saga-bench-") as tmp, contextlib.ExitStack() as es:
         base = Path(tmp)
-        pg = es.enter_context(services.start_postgres(base / "postgres"))
+        pg = es.enter_context(
+            services.start_postgres(
+                base / "postgres", extra_settings={"shared_preload_libraries": "pg_stat_statements"}
+            )
+        )
+        with psycopg.connect(pg.superuser_dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         rd = es.enter_context(services.start_redis(base / "redis"))
         kf = es.enter_context(
             services.start_kafka(base / "kafka", sasl_users={BENCH_USER: secrets.token_hex(16)})
@@ -483,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"kafka_transport": transport}), file=sys.stderr, flush=True)
 
     commits_per_saga = sum(r["commits_per_saga"] for r in runs) / len(runs)
+    one_process = [r for r in runs if r["processes"] == 1] or runs
     saga_ceiling = commit_ceiling / commits_per_saga
     best = max(runs, key=lambda r: r["sagas_per_s"])
     lock_ceiling = redis_ceiling / LOCK_ROUND_TRIPS_PER_CYCLE
@@ -506,6 +545,16 @@ def main(argv: list[str] | None = None) -> int:
         },
         "runs": runs,
         "best": best,
+        # Where a saga's cost goes: the mean over the one-process levels.
+        "cost_per_saga": {
+            "statements": round(
+                sum(r["statements_per_saga"] for r in one_process) / len(one_process), 2
+            ),
+            "app_cpu_ms": round(
+                sum(r["app_cpu_ms_per_saga"] for r in one_process) / len(one_process), 2
+            ),
+            "commits": round(sum(r["commits_per_saga"] for r in one_process) / len(one_process), 2),
+        },
         "kafka_transport": transport,
         "ratios": {
             "saga_throughput_vs_commit_ceiling": round(best["sagas_per_s"] / saga_ceiling, 3),

@@ -251,6 +251,9 @@ def make_stack(
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/tmp"),
+        # The processes run the code this process imports (a checkout other than the
+        # one the virtualenv was installed from sets PYTHONPATH to its app/src).
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
         **TEST_DEFAULTS,
         **postgres.env(),
         **redis_env,
