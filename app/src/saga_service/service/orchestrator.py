@@ -154,8 +154,9 @@ class SagaExecutor:
                 traceparent=tracing.current_traceparent(),
                 lease_seconds=self.lease_seconds,
                 owner=self.instance_id,
+                event=event,
+                headers=_headers(),
             )
-            await commands.insert_outbox(conn, event, _headers())
 
     async def set_stock(self, sku: str, quantity: int) -> StockLevel:
         order_domain.validate_sku(sku)
@@ -265,12 +266,12 @@ class SagaExecutor:
     async def _run_reserve(
         self, saga_id: uuid.UUID, expected: SagaState, event_id: uuid.UUID | None, source: str
     ) -> tuple[RunResult, str]:
-        async with self.pool.connection() as conn, conn.transaction():  # one snapshot
-            saga = await commands.get_saga(conn, saga_id)
-            if saga is None:
-                raise SagaNotFound(str(saga_id))
-            items = await commands.order_items(conn, saga.order_id)
-        if saga.state is not expected:
+        async with self.pool.connection() as conn:
+            found = await commands.saga_and_items(conn, saga_id)
+        if found is None:
+            raise SagaNotFound(str(saga_id))
+        seen, items = found
+        if seen.state is not expected:
             # Moved on already; still record the event so a redelivery is a cheap no-op.
             if event_id is not None:
                 async with self.pool.connection() as conn, conn.transaction():
@@ -351,8 +352,9 @@ class SagaExecutor:
             detail=detail,
             executed_by=f"{self.instance_id}/{source}",
             lease_seconds=self.lease_seconds,
+            event=event,
+            headers=_headers(saga),
         )
-        await commands.insert_outbox(conn, event, _headers(saga))
 
     def _after_commit(self, saga: SagaRow, tr: Transition) -> None:
         self.on_outbox_write()
