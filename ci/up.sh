@@ -16,7 +16,7 @@ Usage: ci/up.sh [--mode auto|offline|online] [--no-install] [--no-monitoring]
                 [--no-ingress] [--no-logging] [--no-tracing] [--release NAME]
                 [--namespace NS]
 
-Brings up a 1 control-plane + 2 worker Kubernetes cluster (creating it when
+Brings up a 1 control-plane + 3 worker Kubernetes cluster (creating it when
 none is running), then (offline) the monitoring stack, then the ingress
 controller, the central logs and the trace store, then installs the chart with
 values/local.yaml and waits until every workload is Ready. The app is then at
