@@ -381,7 +381,7 @@ stop_index_server() {
 # The app's tag is the chart's appVersion, which does not change with every
 # edit: the image carries a hash of its sources, and a stale one is rebuilt.
 app_source_hash() {
-  (cd "$REPO_ROOT" && find app/src app/pyproject.toml app/Dockerfile requirements/app.lock \
+  (cd "$REPO_ROOT" && find app/src app/image app/pyproject.toml app/Dockerfile requirements/app.lock \
     app/console-ui/package-lock.json -type f ! -path 'app/src/saga_console/static/vendor/*' \
     ! -name '*.pyc' ! -path '*__pycache__*' ! -path '*.egg-info*' -print0 | sort -z | xargs -0 sha256sum) |
     sha256sum | cut -c1-16
@@ -403,7 +403,7 @@ build_app() {
   mkdir -p "$ctx/requirements" "$ctx/app"
   cp "$REPO_ROOT/requirements/app.lock" "$ctx/requirements/"
   cp "$REPO_ROOT/app/pyproject.toml" "$REPO_ROOT/app/Dockerfile" "$ctx/app/"
-  (cd "$REPO_ROOT/app" && tar --exclude='__pycache__' --exclude='*.pyc' --exclude='*.egg-info' -cf - src) |
+  (cd "$REPO_ROOT/app" && tar --exclude='__pycache__' --exclude='*.pyc' --exclude='*.egg-info' -cf - src image) |
     tar -xf - -C "$ctx/app"
   # The console's browser libraries (npm, locked), installed into the package before pip.
   run_logged app "$REPO_ROOT/ci/console-assets.sh" "$ctx/app/src/saga_console/static/vendor"

@@ -18,7 +18,8 @@ Usage: ci/images/smoke.sh [--only NAME[,NAME]] [--keep]
 Runs each built image the way the chart does and checks its interface:
   values      helm template with values/offline-images.yaml passes the schema
               and names only images that build.sh makes
-  app         saga-service --help, uid 10001, --read-only with a /tmp tmpfs
+  app         saga-service --help, uid 10001, --read-only with a /tmp tmpfs,
+              no package manager or pip in the image
   postgres    initdb from POSTGRES_* env, init scripts (.sql and .sh) run once,
               password (scram-sha-256) login from another container, wrong
               password refused, pg_isready, restart keeps data; patroni and
@@ -169,10 +170,15 @@ test_app() {
     "$DOCKER" run --rm "${HARDEN[@]}" --read-only --tmpfs /tmp "$ref" --help >"$WORK/app-help.txt"
   grep -q 'saga-service' "$WORK/app-help.txt" || return 1
   local uid
-  uid="$("$DOCKER" run --rm "${HARDEN[@]}" --read-only --tmpfs /tmp --entrypoint id "$ref" -u)"
+  uid="$("$DOCKER" run --rm "${HARDEN[@]}" --read-only --tmpfs /tmp --entrypoint python3 "$ref" \
+    -c 'import os; print(os.getuid())')"
   check "runs as uid 10001 (got $uid)" test "$uid" = 10001
   check "user in the image config is 10001" test "$("$DOCKER" image inspect -f '{{.Config.User}}' "$ref")" = "10001:10001"
   check "saga-service --version" "$DOCKER" run --rm "${HARDEN[@]}" --read-only --tmpfs /tmp "$ref" --version
+  # The runtime root filesystem is the virtualenv's closure only (app/image/runtime-rootfs.sh).
+  check "no package manager, no pip in the image" "$DOCKER" run --rm "${HARDEN[@]}" --read-only \
+    --tmpfs /tmp --entrypoint python3 "$ref" -c \
+    'import importlib.util, shutil, sys; sys.exit(any(shutil.which(t) for t in ("apt-get", "dpkg", "perl")) or importlib.util.find_spec("pip") is not None)'
 }
 
 test_postgres() {
