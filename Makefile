@@ -59,11 +59,13 @@ down: ## remove the local cluster (caches stay)
 	ci/down.sh
 
 .PHONY: bench
-bench: tools services-deps ## benchmarks: saga throughput/latency, job throughput/latency, make up times and disk, HPA reaction and scaling; JSON + PNG under bench-results/
+bench: tools services-deps ## benchmarks: saga throughput/latency, job throughput/latency, make up times and disk, HPA reaction and scaling, every pod's CPU and memory; JSON + PNG under bench-results/
 	$(PY) -m tests.bench.saga_bench
 	$(PY) -m tests.bench.jobs_bench
 	$(PY) -m tests.bench.cluster_bench
-	$(PY) -m tests.bench.scaling_bench
+	$(PY) -m tests.bench.scaling_bench --signal backlog
+	$(PY) -m tests.bench.scaling_bench --signal resources --skip-throughput
+	$(PY) -m tests.bench.footprint_bench
 
 CHAOS_ARGS ?= run --install local-ha.yaml --faults 22
 .PHONY: chaos

@@ -1,24 +1,30 @@
 """Scaling benchmark (a command, not a test): how fast the backlog HPA reacts to a load step,
 and what 1, 2 and 3 app pods deliver on this machine.
 
-    python -m tests.bench.scaling_bench [--rate 40] [--duration 60] [--out bench-results]
+    python -m tests.bench.scaling_bench [--signal backlog|resources] [--steps 3]
+                                        [--rate 40] [--duration 60] [--out bench-results]
 
 Needs the cluster with Prometheus and prometheus-adapter (`make up`, or it runs
 `ci/up.sh --no-install`). Installs a release of its own (namespace saga-bench-*, removed
-at the end) with the e2e tier's backlog-only HPA: 1 to 3 pods, each saga step waiting
-100 ms as a slow downstream call would.
+at the end) with an HPA of 1 to 3 pods on one signal:
+- backlog (the e2e tier's): the saga backlog from the external metrics API, each saga
+  step waiting 100 ms as a slow downstream call would;
+- resources: CPU (70 %) and memory (80 %) of the app's requests, from metrics-server,
+  with no step delay, so that the app is bound by its CPU.
 
-1. Load step: the chart's load-generator Job sends --rate orders/s for --duration s.
-   Sampled every 2 s: replicas wanted and Ready, backlog (external metrics API), p99
-   end-to-end saga latency and completions/s (Prometheus), the offered load (the Job's
-   per-second lines). Figure: seconds from the first order sent to the first extra pod
-   Ready (target 30 s).
+1. Load steps (--steps of them, each from one pod): the chart's load-generator Job sends
+   --rate orders/s for --duration s. Sampled every 2 s: replicas wanted and Ready,
+   backlog (external metrics API), p99 end-to-end saga latency and completions/s
+   (Prometheus), the offered load (the Job's per-second lines). Figure: seconds from the
+   first order sent to the first extra pod Ready (target 20 s), median and worst over the
+   steps, and how long after the load the HPA was back to one pod.
 2. Throughput: HPA off, 1, 2 then 3 pods, each offered --saturate orders/s for
    --window s, more than they can take: completions/s from the first completion to
    the last (the backlog drained), when the app works at capacity (Prometheus), as a
    ratio to 1 pod, with the app's CPU use beside it.
 
-Writes bench-results/scaling-bench.json and scaling-bench.png, and prints the JSON.
+Writes bench-results/scaling-bench-<signal>.json and .png (the first step's timeline in
+scaling-bench-<signal>-timeline.png), and prints the JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import itertools
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -54,6 +61,7 @@ from tests.e2e.scaling import (
     load_jobs,
     prometheus,
     prometheus_range,
+    resource_scaling_values,
     scaling_values,
 )
 
@@ -186,6 +194,20 @@ def load_step(namespace: str, rate: float, duration: float) -> dict[str, Any]:
     }
 
 
+def reaction(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first-extra-pod and back-to-one figures of every step, with median and worst."""
+    out: dict[str, Any] = {}
+    for key in ("first_extra_pod_ready_s", "back_to_one_pod_after_load_s"):
+        runs = [step[key] for step in steps]
+        seen = [r for r in runs if r is not None]
+        out[key] = {
+            "runs": runs,
+            "median": statistics.median(seen) if seen else None,
+            "worst": None if None in runs or not seen else max(seen),
+        }
+    return out
+
+
 def app_pods(namespace: str) -> list[dict[str, Any]]:
     pods = kubectl_json("get", "pods", "-n", namespace, "-l", APP_SELECTOR)["items"]
     return [p for p in pods if p["metadata"].get("deletionTimestamp") is None]
@@ -243,7 +265,7 @@ def throughput(namespace: str, replicas: int, rate: float, window: float) -> dic
 
 def save(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "scaling-bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"scaling-bench-{report['signal']}.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -300,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        "--signal", choices=("backlog", "resources"), default="backlog", help="what the HPA reads"
+    )
+    parser.add_argument("--steps", type=int, default=3, help="load steps, one after another")
     parser.add_argument("--rate", type=float, default=40, help="orders/s of the load step")
     parser.add_argument("--duration", type=float, default=60, help="seconds of the load step")
     parser.add_argument("--saturate", type=float, default=70, help="orders/s offered per level")
@@ -315,13 +341,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         say(f"installing the release in {namespace}")
         helm(
-            "install", RELEASE, str(CHART), "-n", namespace, *install_values(), *scaling_values(),
+            "install", RELEASE, str(CHART), "-n", namespace, *install_values(),
+            *(scaling_values() if args.signal == "backlog" else resource_scaling_values()),
             "--wait", "--wait-for-jobs", "--timeout", "15m",
         )  # fmt: skip
         wait_for("the adapter to serve the backlog", lambda: [external_backlog(namespace)])
-        report: dict[str, Any] = {"host": {"cpus": len(os.sched_getaffinity(0))}}
+        report: dict[str, Any] = {
+            "host": {"cpus": len(os.sched_getaffinity(0))},
+            "signal": args.signal,
+        }
         if not args.skip_load_step:
-            report["load_step"] = load_step(namespace, args.rate, args.duration)
+            steps = [load_step(namespace, args.rate, args.duration) for _ in range(args.steps)]
+            report["load_step"] = steps[0]
+            report["reaction"] = reaction(steps)
         report["throughput"] = []
         save(report, args.out)  # the load step is kept even if a level fails
         if not args.skip_throughput:
@@ -338,11 +370,21 @@ def main(argv: list[str] | None = None) -> int:
         say(f"removing {namespace}")
         helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "5m", check=False)
         kubectl("delete", "namespace", namespace, "--timeout=5m", check=False, timeout=320)
-    plot(report, args.out / "scaling-bench.png")
+    plot(report, args.out / f"scaling-bench-{args.signal}.png")
     brief = {
         k: v for k, v in report.get("load_step", {}).items() if k not in ("samples", "offered")
     }
-    print(json.dumps({"load_step": brief, "throughput": report["throughput"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "signal": report["signal"],
+                "load_step": brief,
+                "reaction": report.get("reaction"),
+                "throughput": report["throughput"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

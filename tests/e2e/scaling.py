@@ -17,6 +17,8 @@ EXTERNAL_API = "external.metrics.k8s.io/v1beta1"
 BACKLOG = "saga_consumer_backlog_messages"
 LOAD_GENERATOR = "app.kubernetes.io/component=load-generator"
 TARGET_PER_POD = 40
+TARGET_CPU_PERCENT = 70
+TARGET_MEMORY_PERCENT = 80
 
 # Scale in after 30 s of a low backlog instead of the profile's 2 minutes, to keep the
 # test short; scale out as the chart does by default.
@@ -45,6 +47,18 @@ def scaling_values(max_replicas: int = 3) -> list[str]:
         "--set-json", 'extraEnv=[{"name": "SAGA_STEP_DELAY_MS", "value": "100"}]',
         # The app's scaling alone (the job workers scale on a signal of their own).
         "--set", "jobs.enabled=false",
+    ]  # fmt: skip
+
+
+def resource_scaling_values(max_replicas: int = 3) -> list[str]:
+    """An HPA on CPU and memory only (the chart's targets, percent of requests), with no
+    step delay: the app is then bound by its CPU, the signal this HPA reads."""
+    return [
+        *scaling_values(max_replicas),
+        "--set", f"autoscaling.targetCPUUtilizationPercentage={TARGET_CPU_PERCENT}",
+        "--set", f"autoscaling.targetMemoryUtilizationPercentage={TARGET_MEMORY_PERCENT}",
+        "--set", "autoscaling.backlog.enabled=false",
+        "--set-json", "extraEnv=[]",
     ]  # fmt: skip
 
 
@@ -84,13 +98,13 @@ def finished(job: dict[str, Any]) -> bool:
 
 
 QUANTITY_SUFFIXES = {
-    "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+    "n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
     "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30,
 }  # fmt: skip
 
 
 def quantity(text: str) -> float:
-    """A Kubernetes quantity as the metrics APIs print it: 250m, 40, 2k, 1.5M, 1Gi."""
+    """A Kubernetes quantity as the metrics APIs print it: 250m, 40, 2k, 1.5M, 1Gi, 1234n."""
     match = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", text)
     if match is None or match.group(2) not in QUANTITY_SUFFIXES:
         raise ValueError(f"not a quantity: {text!r}")

@@ -10,7 +10,16 @@ from tests.e2e.scaling import quantity
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("0", 0), ("40", 40), ("250m", 0.25), ("2k", 2000), ("1.5M", 1.5e6), ("1Gi", 2**30)],
+    [
+        ("0", 0),
+        ("40", 40),
+        ("250m", 0.25),
+        ("2k", 2000),
+        ("1.5M", 1.5e6),
+        ("1Gi", 2**30),
+        ("1234567n", 1234567e-9),
+        ("512Ki", 512 * 2**10),
+    ],
 )
 def test_quantities_read_back_as_numbers(text: str, value: float) -> None:
     assert quantity(text) == value
