@@ -1,8 +1,10 @@
 """Transactional outbox relay: publishes unpublished outbox rows to Kafka (key = saga id).
 
-Rows are taken with FOR UPDATE SKIP LOCKED, so every process can relay at once without
-publishing a row twice in the normal case; a crash between the Kafka ack and the commit
-publishes a row again, which the idempotent consumer absorbs (at-least-once).
+Rows are claimed (locked with SKIP LOCKED and marked published, one statement) in a
+transaction that commits only after Kafka has acknowledged them, so every process can relay
+at once without publishing a row twice in the normal case; a failed publish rolls the mark
+back, and a crash between the Kafka ack and the commit publishes a row again, which the
+idempotent consumer absorbs (at-least-once).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         async with self.pool.connection() as conn, conn.transaction():
-            rows = await commands.lock_unpublished(conn, BATCH)
+            rows = await commands.claim_unpublished(conn, BATCH)
             if not rows:
                 return 0
             pending = [
@@ -54,7 +56,6 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.gather(*pending)
-            await commands.mark_published(conn, [row.id for row in rows])
         metrics.OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 

@@ -434,17 +434,18 @@ class OutboxRow:
     created_at: datetime
 
 
-async def lock_unpublished(conn: Conn, limit: int) -> list[OutboxRow]:
+async def claim_unpublished(conn: Conn, limit: int) -> list[OutboxRow]:
+    """Lock up to `limit` unpublished rows and mark them published, in id order, in one
+    statement. The caller publishes them before its transaction commits: a failed publish
+    rolls the mark back, and the row locks keep other relays off them meanwhile."""
     cur = await conn.execute(
-        "SELECT id, saga_id, event_id, event_type, payload, headers, created_at FROM outbox"
-        " WHERE published_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+        "UPDATE outbox SET published_at = now() WHERE id IN ("
+        " SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT %s"
+        " FOR UPDATE SKIP LOCKED)"
+        " RETURNING id, saga_id, event_id, event_type, payload, headers, created_at",
         (limit,),
     )
-    return [OutboxRow(**row) for row in await cur.fetchall()]
-
-
-async def mark_published(conn: Conn, ids: list[int]) -> None:
-    await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY(%s)", (ids,))
+    return sorted((OutboxRow(**row) for row in await cur.fetchall()), key=lambda r: r.id)
 
 
 async def delete_published_before(conn: Conn, age_seconds: float) -> int:
