@@ -18,7 +18,10 @@ BACKLOG = "saga_consumer_backlog_messages"
 LOAD_GENERATOR = "app.kubernetes.io/component=load-generator"
 TARGET_PER_POD = 40
 TARGET_CPU_PERCENT = 70
-TARGET_MEMORY_PERCENT = 80
+# The app's memory stays near 55 % of its request whatever the load: at 80 % the HPA stopped
+# at 3 pods after a load step and never scaled back in. 150 % scales out only on memory that
+# really grows.
+TARGET_MEMORY_PERCENT = 150
 
 # Scale in after 30 s of a low backlog instead of the profile's 2 minutes, to keep the
 # test short; scale out as the chart does by default.

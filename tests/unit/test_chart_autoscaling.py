@@ -16,8 +16,19 @@ def hpa_metrics(values: dict[str, Any]) -> list[dict[str, Any]]:
     return metrics
 
 
-def test_backlog_is_off_by_default_so_no_adapter_is_needed() -> None:
-    assert [m["type"] for m in hpa_metrics({})] == ["Resource", "Resource"]
+def test_cpu_alone_by_default_so_no_adapter_is_needed() -> None:
+    """Memory is left out: the app's memory does not follow its load, and a memory target
+    only keeps pods after the load has gone (footprint_bench, scaling_bench)."""
+    metrics = hpa_metrics({})
+    assert [(m["type"], m["resource"]["name"]) for m in metrics] == [("Resource", "cpu")]
+
+
+def test_a_memory_target_adds_memory() -> None:
+    metrics = hpa_metrics({"autoscaling.targetMemoryUtilizationPercentage": 150})
+    memory = [m["resource"] for m in metrics if m["resource"]["name"] == "memory"]
+    assert memory == [
+        {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 150}}
+    ]
 
 
 def test_backlog_metric_targets_the_releases_own_series_per_pod(k8s_schemas: list[str]) -> None:
