@@ -132,9 +132,9 @@ def ready_since(pod: dict[str, Any]) -> float | None:
     return None
 
 
-def load_step(namespace: str, rate: float, duration: float) -> dict[str, Any]:
+def load_step(namespace: str, rate: float, duration: float, run_id: str) -> dict[str, Any]:
     initial = {p["metadata"]["name"] for p in app_pods(namespace)}
-    job = start_load(namespace, "step", rate, duration)
+    job = start_load(namespace, run_id, rate, duration)
     say(f"load step: {rate}/s for {duration}s ({job}); sampling every {SAMPLE_EVERY}s")
     samples: list[dict[str, Any]] = []
     first_extra_ready: float | None = None
@@ -351,9 +351,12 @@ def main(argv: list[str] | None = None) -> int:
             "signal": args.signal,
         }
         if not args.skip_load_step:
-            steps = [load_step(namespace, args.rate, args.duration) for _ in range(args.steps)]
-            report["load_step"] = steps[0]
-            report["reaction"] = reaction(steps)
+            steps: list[dict[str, Any]] = []
+            for number in range(1, args.steps + 1):  # each its own Job (the name is the run id)
+                steps.append(load_step(namespace, args.rate, args.duration, f"step{number}"))
+                report["load_step"] = steps[0]
+                report["reaction"] = reaction(steps)
+                save(report, args.out)
         report["throughput"] = []
         save(report, args.out)  # the load step is kept even if a level fails
         if not args.skip_throughput:
