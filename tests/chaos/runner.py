@@ -310,7 +310,11 @@ def campaign(
             STOP.wait(settings.cooldown_seconds)
         threading.Event().wait(settings.warmup_seconds)
     finally:
-        kubectl("exec", "-n", settings.namespace, CLIENT_POD, "--", "touch", STOP_FILE)
+        # The client runs the app image, which has python3 but no coreutils.
+        kubectl(
+            "exec", "-n", settings.namespace, CLIENT_POD, "--",
+            "python3", "-c", f"open({STOP_FILE!r}, 'w').close()",
+        )  # fmt: skip
         sampler.stopped.set()
     log("load stopped; waiting for every accepted order to be final")
     lines = driver.finish(timeout=settings.settle_seconds + 900)
