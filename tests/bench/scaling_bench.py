@@ -1,7 +1,7 @@
 """Scaling benchmark (a command, not a test): how fast the backlog HPA reacts to a load step,
 and what 1, 2 and 3 app pods deliver on this machine.
 
-    python -m tests.bench.scaling_bench [--signal backlog|resources] [--steps 3]
+    python -m tests.bench.scaling_bench [--signal backlog|work|resources] [--steps 3]
                                         [--rate 40] [--duration 60] [--out bench-results]
 
 Needs the cluster with Prometheus and prometheus-adapter (`make up`, or it runs
@@ -9,15 +9,19 @@ Needs the cluster with Prometheus and prometheus-adapter (`make up`, or it runs
 at the end) with an HPA of 1 to 3 pods on one signal:
 - backlog (the e2e tier's): the saga backlog from the external metrics API, each saga
   step waiting 100 ms as a slow downstream call would;
+- work: the leading signal, backlog + messages running (75 % of a pod's consumer slots
+  per pod), with the same step delay;
 - resources: CPU (70 %) and memory (80 %) of the app's requests, from metrics-server,
   with no step delay, so that the app is bound by its CPU.
 
 1. Load steps (--steps of them, each from one pod): the chart's load-generator Job sends
    --rate orders/s for --duration s. Sampled every 2 s: replicas wanted and Ready,
-   backlog (external metrics API), p99 end-to-end saga latency and completions/s
-   (Prometheus), the offered load (the Job's per-second lines). Figure: seconds from the
-   first order sent to the first extra pod Ready (target 20 s), median and worst over the
-   steps, and how long after the load the HPA was back to one pod.
+   backlog and work (external metrics API), p99 end-to-end saga latency and
+   completions/s (Prometheus), the offered load (the Job's per-second lines). Figures:
+   seconds from the first order sent to the first extra pod Ready (target 20 s), median
+   and worst over the steps; how long after the load the HPA was back to one pod; the p99
+   of the tracked sagas once started (first step to final state: the overload target,
+   2 s) beside their end-to-end p99.
 2. Throughput: HPA off, 1, 2 then 3 pods, each offered --saturate orders/s for
    --window s, more than they can take: completions/s from the first completion to
    the last (the backlog drained), when the app works at capacity (Prometheus), as a
@@ -56,6 +60,7 @@ from tests.e2e.cluster import (
     wait_for,
 )
 from tests.e2e.scaling import (
+    WORK,
     external_backlog,
     finished,
     load_jobs,
@@ -63,7 +68,14 @@ from tests.e2e.scaling import (
     prometheus_range,
     resource_scaling_values,
     scaling_values,
+    work_scaling_values,
 )
+
+SIGNAL_VALUES = {
+    "backlog": scaling_values,
+    "work": work_scaling_values,
+    "resources": resource_scaling_values,
+}
 
 SAMPLE_EVERY = 2.0
 
@@ -156,6 +168,7 @@ def load_step(namespace: str, rate: float, duration: float, run_id: str) -> dict
                 "desired": hpa.get("desiredReplicas"),
                 "ready": len(ready),
                 "backlog": external_backlog(namespace),
+                "work": external_backlog(namespace, WORK),
                 "p99_s": scalar(
                     "histogram_quantile(0.99, sum by (le) (rate("
                     f"saga_end_to_end_duration_seconds_bucket{{{selector}}}[30s])))"
@@ -176,6 +189,7 @@ def load_step(namespace: str, rate: float, duration: float, run_id: str) -> dict
         if line.get("type") == "progress"
     ]
     summary = next((x for x in job_lines(namespace, job) if x.get("type") == "summary"), {})
+    sagas = summary.get("sagas") or {}
     return {
         "rate": rate,
         "duration_s": duration,
@@ -188,6 +202,8 @@ def load_step(namespace: str, rate: float, duration: float, run_id: str) -> dict
         else round(back_to_one_since - (start + duration), 1),
         "max_replicas_ready": max(s["ready"] for s in samples),
         "max_backlog": max(s["backlog"] for s in samples),
+        "run_p99_ms": (sagas.get("run_latency_ms") or {}).get("p99"),
+        "e2e_p99_ms": (sagas.get("e2e_latency_ms") or {}).get("p99"),
         "samples": [{**s, "t": round(s["t"] - start, 1)} for s in samples],
         "offered": [{**o, "t": round(o["t"] - start, 1)} for o in offered],
         "loadgen_summary": {k: summary.get(k) for k in ("ok", "accepted", "errors", "sagas")},
@@ -197,7 +213,7 @@ def load_step(namespace: str, rate: float, duration: float, run_id: str) -> dict
 def reaction(steps: list[dict[str, Any]]) -> dict[str, Any]:
     """The first-extra-pod and back-to-one figures of every step, with median and worst."""
     out: dict[str, Any] = {}
-    for key in ("first_extra_pod_ready_s", "back_to_one_pod_after_load_s"):
+    for key in ("first_extra_pod_ready_s", "back_to_one_pod_after_load_s", "run_p99_ms"):
         runs = [step[key] for step in steps]
         seen = [r for r in runs if r is not None]
         out[key] = {
@@ -285,8 +301,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     axes[1].step(t, [s["ready"] for s in step["samples"]], where="post", label="Ready")
     axes[1].set_ylabel("app pods")
     axes[1].legend()
-    axes[2].plot(t, [s["backlog"] for s in step["samples"]])
-    axes[2].set_ylabel("backlog (messages)")
+    axes[2].plot(t, [s["backlog"] for s in step["samples"]], label="backlog")
+    axes[2].plot(t, [s.get("work", 0) for s in step["samples"]], label="work (backlog + running)")
+    axes[2].set_ylabel("messages")
+    axes[2].legend()
     axes[3].plot(t, [s["p99_s"] for s in step["samples"]])
     axes[3].set_ylabel("p99 saga latency (s)")
     axes[3].set_xlabel("seconds since the load step")
@@ -323,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--signal", choices=("backlog", "resources"), default="backlog", help="what the HPA reads"
+        "--signal", choices=tuple(SIGNAL_VALUES), default="backlog", help="what the HPA reads"
     )
     parser.add_argument("--steps", type=int, default=3, help="load steps, one after another")
     parser.add_argument("--rate", type=float, default=40, help="orders/s of the load step")
@@ -342,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"installing the release in {namespace}")
         helm(
             "install", RELEASE, str(CHART), "-n", namespace, *install_values(),
-            *(scaling_values() if args.signal == "backlog" else resource_scaling_values()),
+            *SIGNAL_VALUES[args.signal](),
             "--wait", "--wait-for-jobs", "--timeout", "15m",
         )  # fmt: skip
         wait_for("the adapter to serve the backlog", lambda: [external_backlog(namespace)])

@@ -15,8 +15,12 @@ MONITORING = "saga-monitoring"
 PROMETHEUS = f"/api/v1/namespaces/{MONITORING}/services/prometheus:web/proxy"
 EXTERNAL_API = "external.metrics.k8s.io/v1beta1"
 BACKLOG = "saga_consumer_backlog_messages"
+WORK = "saga_consumer_work_messages"
 LOAD_GENERATOR = "app.kubernetes.io/component=load-generator"
 TARGET_PER_POD = 40
+# Of the 8 consumer slots of a pod (the chart's pool of 10 connections, less 2): scale out
+# once they are three-quarters busy on average, before any backlog forms.
+WORK_TARGET_PER_POD = 6
 TARGET_CPU_PERCENT = 70
 # The app's memory stays near 55 % of its request whatever the load: at 80 % the HPA stopped
 # at 3 pods after a load step and never scaled back in. 150 % scales out only on memory that
@@ -50,6 +54,15 @@ def scaling_values(max_replicas: int = 3) -> list[str]:
         "--set-json", 'extraEnv=[{"name": "SAGA_STEP_DELAY_MS", "value": "100"}]',
         # The app's scaling alone (the job workers scale on a signal of their own).
         "--set", "jobs.enabled=false",
+    ]  # fmt: skip
+
+
+def work_scaling_values(max_replicas: int = 3) -> list[str]:
+    """The backlog HPA reading the leading signal instead: backlog + messages running."""
+    return [
+        *scaling_values(max_replicas),
+        "--set", f"autoscaling.backlog.metricName={WORK}",
+        "--set", f"autoscaling.backlog.targetPerPod={WORK_TARGET_PER_POD}",
     ]  # fmt: skip
 
 
@@ -114,11 +127,12 @@ def quantity(text: str) -> float:
     return float(match.group(1)) * QUANTITY_SUFFIXES[match.group(2)]
 
 
-def external_backlog(namespace: str) -> float:
+def external_backlog(namespace: str, metric: str = BACKLOG) -> float:
+    """The app's gauge `metric` summed over its pods, as the HPA reads it."""
     selector = urllib.parse.quote(f"service={APP_SERVICE}")
-    path = f"/apis/{EXTERNAL_API}/namespaces/{namespace}/{BACKLOG}?labelSelector={selector}"
+    path = f"/apis/{EXTERNAL_API}/namespaces/{namespace}/{metric}?labelSelector={selector}"
     items = json.loads(kubectl("get", "--raw", path))["items"]
-    assert items, f"the adapter serves no {BACKLOG} series for {namespace}"
+    assert items, f"the adapter serves no {metric} series for {namespace}"
     return sum(quantity(i["value"]) for i in items)
 
 

@@ -114,6 +114,10 @@ class AppStack:
         return self.env["KAFKA_TOPIC_EVENTS"]
 
     @property
+    def starts_topic(self) -> str:
+        return self.env["KAFKA_TOPIC_STARTS"]
+
+    @property
     def dead_letter_topic(self) -> str:
         return self.env["KAFKA_TOPIC_DEAD_LETTER"]
 
@@ -260,6 +264,7 @@ def make_stack(
         **kafka.env(),
         "DATABASE_NAME": dbname,
         "KAFKA_TOPIC_EVENTS": f"saga.events.{suffix}",
+        "KAFKA_TOPIC_STARTS": f"saga.starts.{suffix}",
         "KAFKA_TOPIC_DEAD_LETTER": f"saga.events.{suffix}.dlq",
         "KAFKA_CONSUMER_GROUP": f"saga-service-{suffix}",
         "JOBS_ENABLED": "true",

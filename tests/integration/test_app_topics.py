@@ -23,7 +23,9 @@ def partition_counts(stack: AppStack, kafka: services.KafkaInstance) -> dict[str
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
         await admin.start()
         try:
-            topics = await admin.describe_topics([stack.topic, stack.dead_letter_topic])
+            topics = await admin.describe_topics(
+                [stack.topic, stack.starts_topic, stack.dead_letter_topic]
+            )
         finally:
             await admin.close()
         return {t["topic"]: len(t["partitions"]) for t in topics}
@@ -38,13 +40,25 @@ def test_create_topics_adds_the_partitions_an_existing_topic_lacks(
 ) -> None:
     # as if a client had made the topics first, with a broker's default of one partition
     stack = app_stack_factory(redis.env(), KAFKA_TOPIC_PARTITIONS="1")
-    assert partition_counts(stack, kafka) == {stack.topic: 1, stack.dead_letter_topic: 1}
+    assert partition_counts(stack, kafka) == {
+        stack.topic: 1,
+        stack.starts_topic: 1,
+        stack.dead_letter_topic: 1,
+    }
 
     stack.env["KAFKA_TOPIC_PARTITIONS"] = "6"
     first = stack.run_command("create-topics")
-    assert partition_counts(stack, kafka) == {stack.topic: 6, stack.dead_letter_topic: 6}
+    assert partition_counts(stack, kafka) == {
+        stack.topic: 6,
+        stack.starts_topic: 6,
+        stack.dead_letter_topic: 6,
+    }
     assert "partitions 1 -> 6" in first.stdout + first.stderr
 
     again = stack.run_command("create-topics")  # idempotent
     assert '"topics_changed": "none"' in again.stdout + again.stderr
-    assert partition_counts(stack, kafka) == {stack.topic: 6, stack.dead_letter_topic: 6}
+    assert partition_counts(stack, kafka) == {
+        stack.topic: 6,
+        stack.starts_topic: 6,
+        stack.dead_letter_topic: 6,
+    }

@@ -101,6 +101,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("fractional step delay", {"config.stepDelayMs": 2.5}, ["/config/stepDelayMs"]),
     ("bad service type", {"service.type": "ExternalName"}, ["/service/type"]),
     ("bad topic name", {"topics.events": "saga events"}, ["/topics/events"]),
+    ("bad starts topic name", {"topics.starts": ""}, ["/topics/starts"]),
     (
         "bad ingress pathType",
         {
@@ -273,6 +274,16 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         "grace period too short",
         {"shutdown.terminationGracePeriodSeconds": 10},
         ["shutdown.terminationGracePeriodSeconds (10)"],
+    ),
+    (
+        "starts topic is the events topic",
+        {"topics.starts": "saga.events"},
+        ["topics.starts (saga.events)", "three different topics"],
+    ),
+    (
+        "start lease below the step lease",
+        {"config.sagaStartLeaseSeconds": 10},
+        ["config.sagaStartLeaseSeconds (10)", "config.sagaLeaseSeconds (30)"],
     ),
     (
         "min ISR above replication",

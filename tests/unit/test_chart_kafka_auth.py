@@ -88,7 +88,7 @@ def test_the_access_job_grants_the_apps_topics_and_group_once_per_revision() -> 
     spec = pod_spec(job)
     assert spec["containers"][0]["image"].startswith("apache/kafka:")
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in spec["containers"][0]["env"]}
-    assert env["TOPICS"] == "orders.events,saga.events.dlq"
+    assert env["TOPICS"] == "orders.events,saga.starts,saga.events.dlq"
     assert env["GROUP"] == "orders"
     assert env["APP_USER"] == "saga"
     assert env["APP_PASSWORD"] == {"secretKeyRef": {"name": "saga-kafka", "key": "client-password"}}

@@ -80,6 +80,7 @@ CHANGES = [
     Change("service.port", 8081, rolls=False),
     # read at start only
     Change("config.sagaLeaseSeconds", 45, rolls=True),
+    Change("config.sagaStartLeaseSeconds", 600, rolls=True),
     Change("config.databasePoolSize", 20, rolls=True),
     Change("shutdown.appGraceSeconds", 15, rolls=True),
     Change("topics.partitions", 12, rolls=True),

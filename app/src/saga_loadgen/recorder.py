@@ -198,6 +198,20 @@ def server_e2e_seconds(body: Mapping[str, Any]) -> float | None:
     return (finished - created).total_seconds()
 
 
+def server_run_seconds(body: Mapping[str, Any]) -> float | None:
+    """finished_at - the first step's time of a final saga: how long it ran once started,
+    without the time it waited to start (under overload, on the starts topic)."""
+    steps = body.get("steps")
+    finished = _timestamp(body.get("finished_at"))
+    if not isinstance(steps, list) or finished is None:
+        return None
+    times = [_timestamp(s.get("at")) for s in steps if isinstance(s, Mapping)]
+    known = [t for t in times if t is not None]
+    if not known or min(known) > finished:
+        return None
+    return (finished - min(known)).total_seconds()
+
+
 @dataclasses.dataclass
 class WaitStats:
     tracked: int = 0
@@ -207,12 +221,21 @@ class WaitStats:
     waited: float = 0.0
     e2e: list[float] = dataclasses.field(default_factory=list)
     server_timed: int = 0
+    run: list[float] = dataclasses.field(default_factory=list)
 
     @property
     def stuck(self) -> int:
         return self.tracked - self.completed - self.compensated
 
-    def on_final(self, outcome: str, server_seconds: float | None, client_seconds: float) -> None:
+    def on_final(
+        self,
+        outcome: str,
+        server_seconds: float | None,
+        client_seconds: float,
+        run_seconds: float | None = None,
+    ) -> None:
+        if run_seconds is not None:
+            self.run.append(run_seconds)
         if outcome == "completed":
             self.completed += 1
         else:
@@ -241,6 +264,8 @@ class WaitStats:
             "waited_s": round(self.waited, 3),
             "e2e_latency_ms": latency_summary(self.e2e),
             "e2e_latency_source": self.e2e_source(),
+            # first step -> final state, of the sagas whose steps the service reported
+            "run_latency_ms": latency_summary(self.run),
         }
 
     def progress_line(self, t: float) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from saga_loadgen.recorder import (
     error_key,
     final_outcome,
     server_e2e_seconds,
+    server_run_seconds,
 )
 from saga_loadgen.report import build_summary, dumps, fail_summary
 from saga_loadgen.schedule import Planned, measured_seqs_to_poll, order_body, plan, planned_count
@@ -189,7 +190,12 @@ class _Run:
             outcome = final_outcome(body)
             if outcome is not None and item.saga_id in pending:
                 del pending[item.saga_id]
-                stats.on_final(outcome, server_e2e_seconds(body), self.now() - item.sent_at)
+                stats.on_final(
+                    outcome,
+                    server_e2e_seconds(body),
+                    self.now() - item.sent_at,
+                    server_run_seconds(body),
+                )
 
         while pending and not self.stop.is_set():
             remaining = deadline - time.perf_counter()

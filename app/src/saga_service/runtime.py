@@ -104,6 +104,7 @@ class Runtime(BackgroundTasks):
             instance_id=self.instance_id,
             consumer_name=self.settings.kafka_consumer_group,
             lease_seconds=self.settings.saga_lease_seconds,
+            start_lease_seconds=self.settings.saga_start_lease_seconds,
             max_items=self.settings.max_order_items,
             step_delay_ms=self.settings.saga_step_delay_ms,
             jobs_enabled=self.settings.jobs_enabled,
@@ -186,12 +187,18 @@ class Runtime(BackgroundTasks):
         self.kafka_problem = None
         self.producer, self.consumer = producer, consumer
         assert self.pool is not None
-        self.relay = OutboxRelay(self.pool, producer, self.settings.kafka_topic_events)
+        self.relay = OutboxRelay(
+            self.pool,
+            producer,
+            events_topic=self.settings.kafka_topic_events,
+            starts_topic=self.settings.kafka_topic_starts,
+        )
         saga_consumer = SagaConsumer(
             consumer,
             producer,
             self.executor,
-            topic=self.settings.kafka_topic_events,
+            events_topic=self.settings.kafka_topic_events,
+            starts_topic=self.settings.kafka_topic_starts,
             dead_letter_topic=self.settings.kafka_topic_dead_letter,
             group=self.settings.kafka_consumer_group,
             concurrency=max(1, self.settings.database_pool_size - 2),

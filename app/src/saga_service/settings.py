@@ -75,7 +75,10 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr = SecretStr("")
     # CA bundle that signed the brokers' certificates (SSL, SASL_SSL); unset: system store.
     kafka_ssl_ca_file: str | None = None
+    # Continuing steps of sagas under way; new sagas' first events go to the starts topic,
+    # which a consumer reads only while it has nothing of the first kind waiting.
     kafka_topic_events: str = "saga.events"
+    kafka_topic_starts: str = "saga.starts"
     kafka_topic_dead_letter: str = "saga.events.dlq"
     kafka_consumer_group: str = "saga-service"
     kafka_topic_partitions: int = Field(6, ge=1)
@@ -86,6 +89,10 @@ class Settings(BaseSettings):
     lock_ttl_ms: int = Field(5000, ge=50)
     lock_acquire_timeout_ms: int = Field(10000, ge=10)
     saga_lease_seconds: float = Field(30.0, gt=0)
+    # A new saga's lease: how long its first event may wait on the starts topic before the
+    # recovery sweep starts the saga itself. Under overload new sagas wait there on purpose;
+    # a lease as short as a step's would let the sweep start them past the sagas under way.
+    saga_start_lease_seconds: float = Field(300.0, gt=0)
     saga_max_attempts: int = Field(5, ge=1)
     saga_step_delay_ms: int = Field(0, ge=0)
     shutdown_grace_seconds: float = Field(20.0, gt=0)
@@ -140,6 +147,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 "DATABASE_OWNER_USER must differ from DATABASE_USER (leave it empty to "
                 "run the migrations as DATABASE_USER)"
+            )
+        topics = (self.kafka_topic_events, self.kafka_topic_starts, self.kafka_topic_dead_letter)
+        if len(set(topics)) < len(topics):
+            raise ValueError(
+                "KAFKA_TOPIC_EVENTS, KAFKA_TOPIC_STARTS and KAFKA_TOPIC_DEAD_LETTER must be "
+                f"three different topics (got {', '.join(topics)})"
+            )
+        if self.saga_start_lease_seconds < self.saga_lease_seconds:
+            raise ValueError(
+                "SAGA_START_LEASE_SECONDS must be at least SAGA_LEASE_SECONDS "
+                f"({self.saga_start_lease_seconds:g} < {self.saga_lease_seconds:g})"
             )
         drain = self.shutdown_drain_seconds
         if drain is not None and drain >= self.shutdown_grace_seconds:

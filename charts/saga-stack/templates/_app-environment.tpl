@@ -23,6 +23,7 @@ OTEL_TRACES_SAMPLER_ARG: {{ .sampleRatio | toString | quote }}
 {{- end }}
 {{- end }}
 SAGA_LEASE_SECONDS: {{ .Values.config.sagaLeaseSeconds | quote }}
+SAGA_START_LEASE_SECONDS: {{ .Values.config.sagaStartLeaseSeconds | quote }}
 SHUTDOWN_GRACE_SECONDS: {{ .Values.shutdown.appGraceSeconds | quote }}
 DATABASE_POOL_SIZE: {{ .Values.config.databasePoolSize | quote }}
 {{- if $pg.enabled }}
@@ -97,6 +98,7 @@ KAFKA_SSL_CA_FILE: {{ $ca | quote }}
 {{- end }}
 {{- end }}
 KAFKA_TOPIC_EVENTS: {{ .Values.topics.events | quote }}
+KAFKA_TOPIC_STARTS: {{ .Values.topics.starts | quote }}
 KAFKA_TOPIC_DEAD_LETTER: {{ .Values.topics.deadLetter | quote }}
 KAFKA_CONSUMER_GROUP: {{ .Values.topics.consumerGroup | quote }}
 KAFKA_TOPIC_PARTITIONS: {{ .Values.topics.partitions | quote }}

@@ -284,17 +284,34 @@ def test_final_outcomes_and_server_latency() -> None:
     assert recorder.server_e2e_seconds(reversed_times) is None
 
 
+def test_run_latency_starts_at_the_first_step() -> None:
+    first = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    body = {
+        "created_at": (first - timedelta(seconds=30)).isoformat(),  # waited 30 s to start
+        "finished_at": (first + timedelta(milliseconds=400)).isoformat(),
+        "steps": [
+            {"step": "charge_payment", "at": (first + timedelta(milliseconds=200)).isoformat()},
+            {"step": "reserve_stock", "at": first.isoformat()},
+        ],
+    }
+    assert recorder.server_run_seconds(body) == pytest.approx(0.4)
+    assert recorder.server_run_seconds({**body, "steps": []}) is None
+    assert recorder.server_run_seconds({**body, "finished_at": None}) is None
+    assert recorder.server_run_seconds({**body, "steps": "none"}) is None
+
+
 def test_wait_stats() -> None:
     wait = recorder.WaitStats(tracked=4)
     assert wait.e2e_source() is None and wait.stuck == 4
     wait.on_final("completed", 0.5, 0.9)
     wait.on_final("compensated", 0.7, 1.0)
     assert wait.e2e_source() == "server"
-    wait.on_final("completed", None, 2.0)
+    wait.on_final("completed", None, 2.0, 0.25)
     assert wait.e2e_source() == "mixed"
     d = wait.as_dict()
     assert (d["completed"], d["compensated"], d["stuck"]) == (2, 1, 1)
     assert d["e2e_latency_ms"]["max"] == 2000.0
+    assert d["run_latency_ms"]["max"] == 250.0
     assert wait.progress_line(12.34)["pending"] == 1
     only_client = recorder.WaitStats(tracked=1)
     only_client.on_final("completed", None, 0.3)

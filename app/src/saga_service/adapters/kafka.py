@@ -83,7 +83,7 @@ def make_consumer(settings: Settings) -> AIOKafkaConsumer:
 
 
 async def create_topics(settings: Settings) -> list[str]:
-    """Create the events and dead-letter topics when missing, and give an existing one the
+    """Create the events, starts and dead-letter topics when missing, and give an existing one the
     partitions it lacks; return what was done, one line per topic changed.
 
     An existing topic can have too few partitions when a client touched it before this ran
@@ -100,7 +100,12 @@ async def create_topics(settings: Settings) -> list[str]:
         existing = {t["topic"]: t for t in await admin.describe_topics() if not t["error_code"]}
         configs = {"min.insync.replicas": str(settings.kafka_topic_min_insync_replicas)}
         wanted = settings.kafka_topic_partitions
-        for name in (settings.kafka_topic_events, settings.kafka_topic_dead_letter):
+        names = (
+            settings.kafka_topic_events,
+            settings.kafka_topic_starts,
+            settings.kafka_topic_dead_letter,
+        )
+        for name in names:
             topic = existing.get(name)
             if topic is None:
                 new = NewTopic(

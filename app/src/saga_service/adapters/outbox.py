@@ -1,5 +1,9 @@
 """Transactional outbox relay: publishes unpublished outbox rows to Kafka (key = saga id).
 
+A new saga's first event goes to the starts topic, every later one to the events topic:
+consumers take a new saga only when no step of a saga under way is waiting, so sagas
+already started never queue behind a burst of new orders (see entrypoints/consumer.py).
+
 Rows are claimed (locked with SKIP LOCKED and marked published, one statement) in a
 transaction that commits only after Kafka has acknowledged them, so every process can relay
 at once without publishing a row twice in the normal case; a failed publish rolls the mark
@@ -17,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from saga_service.adapters.postgres import commands
 from saga_service.adapters.postgres.db import Pool
+from saga_service.domain.saga import INITIAL_EVENT
 from saga_service.observability import metrics
 
 log = logging.getLogger(__name__)
@@ -32,11 +37,17 @@ def kafka_headers(row: commands.OutboxRow) -> list[tuple[str, bytes]]:
 
 
 class OutboxRelay:
-    def __init__(self, pool: Pool, producer: AIOKafkaProducer, topic: str) -> None:
+    def __init__(
+        self, pool: Pool, producer: AIOKafkaProducer, *, events_topic: str, starts_topic: str
+    ) -> None:
         self.pool = pool
         self.producer = producer
-        self.topic = topic
+        self.events_topic = events_topic
+        self.starts_topic = starts_topic
         self.wake = asyncio.Event()
+
+    def topic_of(self, row: commands.OutboxRow) -> str:
+        return self.starts_topic if row.event_type == INITIAL_EVENT else self.events_topic
 
     def notify(self) -> None:
         self.wake.set()
@@ -48,7 +59,7 @@ class OutboxRelay:
                 return 0
             pending = [
                 await self.producer.send(
-                    self.topic,
+                    self.topic_of(row),
                     value=row.payload.encode(),
                     key=str(row.saga_id).encode(),
                     headers=kafka_headers(row),

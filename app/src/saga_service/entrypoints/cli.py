@@ -86,9 +86,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "create-topics",
         help="create the Kafka topics if missing and exit (idempotent)",
-        description="Create $KAFKA_TOPIC_EVENTS and $KAFKA_TOPIC_DEAD_LETTER with "
-        "$KAFKA_TOPIC_PARTITIONS partitions, replication $KAFKA_TOPIC_REPLICATION_FACTOR and "
-        "min.insync.replicas $KAFKA_TOPIC_MIN_INSYNC_REPLICAS.",
+        description="Create $KAFKA_TOPIC_EVENTS, $KAFKA_TOPIC_STARTS and "
+        "$KAFKA_TOPIC_DEAD_LETTER with $KAFKA_TOPIC_PARTITIONS partitions, replication "
+        "$KAFKA_TOPIC_REPLICATION_FACTOR and min.insync.replicas "
+        "$KAFKA_TOPIC_MIN_INSYNC_REPLICAS.",
     )
     loadgen.add_arguments(
         sub.add_parser(

@@ -4,7 +4,14 @@ Each message names the state its saga entered; the consumer runs that state's st
 processed-event row is written in the step's own transaction, so redelivery (after a
 rebalance, a crash before the offset commit, a relay retry) has no second effect.
 Messages of one saga (one key) run in order; different sagas run concurrently, without a
-batch barrier; offsets are committed up to the first message still in flight.
+batch barrier; offsets are committed up to the first message not yet finished.
+
+Two topics, two priorities: the events topic carries the next step of sagas under way, the
+starts topic new sagas' first events. A free slot takes a waiting step first and a new
+saga only when no step waits, so under overload the sagas already started finish at the
+speed of the steps themselves while new orders wait, stored and acknowledged, on the
+starts topic (the backlog that makes the autoscaler add pods).
+
 A message that can never be processed goes to the dead-letter topic with the reason in
 its headers, its offset is committed, and consumption goes on.
 """
@@ -16,6 +23,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections import deque
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -34,8 +42,14 @@ from saga_service.service.orchestrator import RunResult, SagaExecutor, SagaNotFo
 log = logging.getLogger(__name__)
 
 STEP_RETRIES = 3
+POSTPONE_TIMEOUT = 5.0
 # How often the backlog gauge (the autoscaling signal) is measured.
 BACKLOG_INTERVAL_SECONDS = 1.0
+# Steps fetched and waiting for a slot before the events partitions are paused; new sagas
+# are fetched only to fill the slots (the rest wait on the starts topic, not in memory).
+MAX_WAITING_STEPS = 500
+
+Received = tuple[TopicPartition, ConsumerRecord[bytes, bytes]]
 
 
 def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
@@ -55,7 +69,8 @@ class SagaConsumer:
         producer: AIOKafkaProducer,
         executor: SagaExecutor,
         *,
-        topic: str,
+        events_topic: str,
+        starts_topic: str,
         dead_letter_topic: str,
         group: str,
         concurrency: int,
@@ -63,40 +78,53 @@ class SagaConsumer:
         self.consumer = consumer
         self.producer = producer
         self.executor = executor
-        self.topic = topic
+        self.events_topic = events_topic
+        self.starts_topic = starts_topic
         self.dead_letter_topic = dead_letter_topic
         self.group = group
-        self.limit = asyncio.Semaphore(concurrency)
+        self.slots = concurrency
+        self.running = 0
         self.stopping = asyncio.Event()
-        self._chains: dict[tuple[TopicPartition, bytes | None], asyncio.Task[None]] = {}
-        self._in_flight: dict[TopicPartition, set[int]] = {}
-        self._dispatched: dict[TopicPartition, int] = {}
+        self._steps: deque[Received] = deque()
+        self._starts: deque[Received] = deque()
+        self._chains: dict[bytes | None, asyncio.Task[None]] = {}
+        # per partition: offsets received and not yet finished (waiting or running)
+        self._unfinished: dict[TopicPartition, set[int]] = {}
+        self._received: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
+        metrics.CONSUMER_SLOTS.set(concurrency)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Fetch continuously; each record runs as soon as the one before it with the same
-        key is done (no batch barrier); offsets are committed in the background up to the
-        first record still in flight on each partition."""
+        """Fetch continuously into the two waiting queues; each record runs as soon as a
+        slot is free and the one before it with the same key is done (no batch barrier);
+        offsets are committed in the background up to the first record not yet finished
+        on each partition."""
         self.stopping = stopping
-        self.consumer.subscribe([self.topic], listener=_Rebalance(self))
+        self.consumer.subscribe([self.events_topic, self.starts_topic], listener=_Rebalance(self))
         committer = asyncio.create_task(self._commit_loop(stopping))
         reporter = asyncio.create_task(self._backlog_loop(stopping))
         try:
             while not stopping.is_set():
+                self._pause_full_queues()
                 try:
-                    batches = await self.consumer.getmany(timeout_ms=100, max_records=500)
+                    batches = await self.consumer.getmany(
+                        timeout_ms=100, max_records=MAX_WAITING_STEPS
+                    )
                 except KafkaError as exc:
                     log.warning("kafka fetch failed", extra={"error": repr(exc)})
                     await asyncio.sleep(0.5)
                     continue
                 for tp, records in batches.items():
-                    for record in records:
-                        await self._dispatch(tp, record)
+                    self._receive(tp, records)
+                self._fill_slots()
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
-            # Finish what was started (its effects commit in Postgres), then commit offsets.
+            # Finish what was started (its effects commit in Postgres), then commit offsets;
+            # what waits for a slot is left to the partitions' next owner.
+            self._steps.clear()
+            self._starts.clear()
             if self._chains:
                 await asyncio.wait(list(self._chains.values()), timeout=5.0)
             committer.cancel()
@@ -104,27 +132,77 @@ class SagaConsumer:
                 await committer
             await self._commit()
 
-    async def _dispatch(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
-        await self.limit.acquire()  # back-pressure: at most `concurrency` records in flight
-        if tp not in self.consumer.assignment():
-            # Revoked while this batch waited for a slot: the partition's new owner starts
-            # from the committed offset, so running it here would only duplicate work (and
-            # leave a stale position behind if the partition came back later).
-            self.limit.release()
-            return
-        self._in_flight.setdefault(tp, set()).add(record.offset)
-        self._dispatched[tp] = max(self._dispatched.get(tp, -1), record.offset)
-        chain_key = (tp, record.key)
-        previous = self._chains.get(chain_key)
-        task = asyncio.create_task(self._run_after(previous, tp, record))
-        self._chains[chain_key] = task
-        task.add_done_callback(functools.partial(self._forget_chain, chain_key))
+    def _receive(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        queue = self._starts if tp.topic == self.starts_topic else self._steps
+        unfinished = self._unfinished.setdefault(tp, set())
+        for record in records:
+            unfinished.add(record.offset)
+            queue.append((tp, record))
+        if records:
+            self._received[tp] = max(self._received.get(tp, -1), records[-1].offset)
 
-    def _forget_chain(
-        self, key: tuple[TopicPartition, bytes | None], task: asyncio.Task[None]
-    ) -> None:
+    def _pause_full_queues(self) -> None:
+        """Fetch steps until MAX_WAITING_STEPS wait, new sagas until a slot's worth waits
+        (a slot that frees finds one here, not a fetch away): a paused partition keeps its
+        records in Kafka, where they stay the backlog of whichever process owns it."""
+        full = {
+            self.events_topic: len(self._steps) >= MAX_WAITING_STEPS,
+            self.starts_topic: len(self._starts) >= self.slots,
+        }
+        assigned = self.consumer.assignment()
+        paused = self.consumer.paused()
+        pause = [tp for tp in assigned if full.get(tp.topic, False) and tp not in paused]
+        resume = [tp for tp in assigned if not full.get(tp.topic, False) and tp in paused]
+        if pause:
+            self.consumer.pause(*pause)
+        if resume:
+            self.consumer.resume(*resume)
+
+    def _next_waiting(self) -> Received | None:
+        """A waiting step of a saga under way before any new saga."""
+        if self._steps:
+            return self._steps.popleft()
+        if self._starts:
+            return self._starts.popleft()
+        return None
+
+    def _fill_slots(self) -> None:
+        assigned = self.consumer.assignment()
+        while self.running < self.slots and not self.stopping.is_set():
+            waiting = self._next_waiting()
+            if waiting is None:
+                return
+            tp, record = waiting
+            if tp not in assigned:
+                # Revoked while it waited: the partition's new owner starts from the
+                # committed offset, so running it here would only duplicate work.
+                self._unfinished.get(tp, set()).discard(record.offset)
+                continue
+            self.running += 1
+            previous = self._chains.get(record.key)
+            task = asyncio.create_task(self._run_after(previous, tp, record))
+            self._chains[record.key] = task
+            task.add_done_callback(functools.partial(self._forget_chain, record.key))
+
+    def _forget_chain(self, key: bytes | None, task: asyncio.Task[None]) -> None:
         if self._chains.get(key) is task:
             del self._chains[key]
+
+    def forget_partitions(self, revoked: list[TopicPartition]) -> None:
+        """Drop what waits on partitions that moved (their new owner reads it again)."""
+        gone = set(revoked)
+        for queue in (self._steps, self._starts):
+            kept = []
+            for tp, record in queue:
+                if tp in gone:  # never started: no offset of it may hold commits back
+                    self._unfinished.get(tp, set()).discard(record.offset)
+                else:
+                    kept.append((tp, record))
+            queue.clear()
+            queue.extend(kept)
+        for tp in gone:
+            self._received.pop(tp, None)
+            self._committed.pop(tp, None)
 
     async def _run_after(
         self,
@@ -140,17 +218,18 @@ class SagaConsumer:
         except Exception as exc:  # handle() keeps its own errors; this is a last resort
             log.error("event handling crashed", extra={"error": repr(exc)})
         finally:
-            self._in_flight[tp].discard(record.offset)
-            self.limit.release()
+            self._unfinished[tp].discard(record.offset)
+            self.running -= 1
+            self._fill_slots()
 
     def _commit_offsets(self) -> dict[TopicPartition, int]:
         offsets: dict[TopicPartition, int] = {}
         assigned = self.consumer.assignment()
-        for tp, last in self._dispatched.items():
+        for tp, last in self._received.items():
             if tp not in assigned:
                 continue
-            pending = self._in_flight.get(tp)
-            offset = min(pending) if pending else last + 1
+            unfinished = self._unfinished.get(tp)
+            offset = min(unfinished) if unfinished else last + 1
             if self._committed.get(tp) != offset:
                 offsets[tp] = offset
         return offsets
@@ -165,9 +244,9 @@ class SagaConsumer:
         except (CommitFailedError, KafkaError, AssertionError, ValueError) as exc:
             # A rebalance moved the partition; its new owner sees these again (no-ops).
             log.warning("offset commit failed", extra={"error": repr(exc)})
-            for tp in list(self._dispatched):
+            for tp in list(self._received):
                 if tp not in self.consumer.assignment():
-                    self._dispatched.pop(tp, None)
+                    self._received.pop(tp, None)
                     self._committed.pop(tp, None)
 
     async def _commit_loop(self, stopping: asyncio.Event) -> None:
@@ -212,6 +291,7 @@ class SagaConsumer:
 
     async def _run(self, record: ConsumerRecord[bytes, bytes], event: SagaEvent) -> str:
         delay = 0.05
+        error = ""
         for attempt in range(1, STEP_RETRIES + 1):
             try:
                 result = await self.executor.run_step(
@@ -224,6 +304,7 @@ class SagaConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                error = repr(exc)
                 log.warning(
                     "saga step failed",
                     extra={"attempt": attempt, "error": repr(exc), "event_type": event.event_type},
@@ -232,7 +313,13 @@ class SagaConsumer:
                     break
                 await asyncio.sleep(delay)
                 delay *= 4
-        # The saga's lease expires and the recovery sweep takes it from here.
+        # The recovery sweep takes it from here, once a step's lease has passed.
+        try:
+            await asyncio.wait_for(
+                self.executor.retry_later(event.saga_id, event.state, error), POSTPONE_TIMEOUT
+            )
+        except Exception as exc:  # the lease it has expires anyway, only later
+            log.warning("could not postpone saga", extra={"error": repr(exc)})
         return "retry_later"
 
     async def dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
@@ -275,18 +362,18 @@ class SagaConsumer:
                 await asyncio.wait_for(stopping.wait(), BACKLOG_INTERVAL_SECONDS)
 
     async def _update_backlog(self) -> None:
-        """Messages on this process's partitions not yet started: from the next one to
-        dispatch (records fetched but waiting for a slot count too) to the partition's end
-        as the broker reports it now."""
+        """Messages on this process's partitions not yet started: those fetched and waiting
+        for a slot, and from the next one to fetch to the partition's end as the broker
+        reports it now. The work gauge adds the messages running."""
         try:
             assigned = list(self.consumer.assignment())
             ends = await self.consumer.end_offsets(assigned) if assigned else {}
-            backlog = 0
+            backlog = len(self._steps) + len(self._starts)
             for tp in assigned:
-                dispatched = self._dispatched.get(tp)
-                if dispatched is not None:
-                    next_up = dispatched + 1
-                else:  # nothing started here since the assignment: it resumes where committed
+                received = self._received.get(tp)
+                if received is not None:
+                    next_up = received + 1
+                else:  # nothing received here since the assignment: it resumes where committed
                     committed = await self.consumer.committed(tp)
                     if committed is None:
                         committed = (await self.consumer.beginning_offsets([tp]))[tp]
@@ -295,6 +382,7 @@ class SagaConsumer:
         except (KafkaError, AssertionError, ValueError):
             return  # partitions moved meanwhile; the next round measures again
         metrics.CONSUMER_BACKLOG.set(backlog)
+        metrics.CONSUMER_WORK.set(backlog + self.running)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -309,9 +397,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         self.revoked_at = time.monotonic()
         await self.owner._commit()
-        for tp in revoked:
-            self.owner._dispatched.pop(tp, None)
-            self.owner._committed.pop(tp, None)
+        self.owner.forget_partitions(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         partitions = sorted(tp.partition for tp in assigned)

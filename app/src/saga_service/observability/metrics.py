@@ -62,6 +62,14 @@ CONSUMER_BACKLOG = Gauge(
     "Kafka messages not yet consumed on the partitions this process owns "
     "(the custom autoscaling signal).",
 )
+CONSUMER_WORK = Gauge(
+    "saga_consumer_work_messages",
+    "The backlog plus the messages this process is running now: it rises as soon as the "
+    "consumer's slots fill, before any backlog forms (the leading autoscaling signal).",
+)
+CONSUMER_SLOTS = Gauge(
+    "saga_consumer_slots", "Messages this process runs at once at most (its consumer slots)."
+)
 CONSUMER_REBALANCE_PAUSE = Histogram(
     "saga_consumer_rebalance_pause_seconds",
     "Time this process consumed nothing while its group rebalanced: from its partitions "

@@ -82,6 +82,7 @@ class SagaExecutor:
         consumer_name: str,
         lease_seconds: float,
         max_items: int,
+        start_lease_seconds: float | None = None,
         step_delay_ms: int = 0,
         jobs_enabled: bool = False,
         on_outbox_write: Callable[[], None] = lambda: None,
@@ -91,6 +92,8 @@ class SagaExecutor:
         self.instance_id = instance_id
         self.consumer_name = consumer_name
         self.lease_seconds = lease_seconds
+        # a new saga may wait for its first step this long (SAGA_START_LEASE_SECONDS)
+        self.start_lease_seconds = start_lease_seconds or lease_seconds
         self.max_items = max_items
         self.step_delay = step_delay_ms / 1000.0
         self.jobs_enabled = jobs_enabled
@@ -152,7 +155,7 @@ class SagaExecutor:
                 total_cents=order_domain.order_total_cents(items),
                 correlation_id=tracing.correlation_var.get(),
                 traceparent=tracing.current_traceparent(),
-                lease_seconds=self.lease_seconds,
+                lease_seconds=self.start_lease_seconds,
                 owner=self.instance_id,
                 event=event,
                 headers=_headers(),
@@ -219,6 +222,12 @@ class SagaExecutor:
                 metrics.STEP_DURATION.labels(step.value, outcome).observe(
                     time.monotonic() - started
                 )
+
+    async def retry_later(self, saga_id: uuid.UUID, expected: SagaState, error: str) -> None:
+        """A step that failed for now: the recovery sweep retries it once a step's lease has
+        passed (a new saga's own lease would leave it waiting much longer)."""
+        async with self.pool.connection() as conn:
+            await commands.postpone_saga(conn, saga_id, expected, self.lease_seconds, error)
 
     async def give_up(self, saga_id: uuid.UUID, expected: SagaState, attempts: int) -> RunResult:
         """A forward step that could not progress: go to compensation instead."""
