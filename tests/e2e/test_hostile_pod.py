@@ -20,6 +20,7 @@ REDIS_PROBE = (Path(__file__).parent / "probes" / "redis_access_probe.py").read_
 KAFKA = f"{RELEASE}-kafka"
 BOOTSTRAP = f"{KAFKA}:9092"
 EVENTS = "saga.events"
+STARTS = "saga.starts"
 GROUP = "saga-service"
 
 
@@ -51,17 +52,18 @@ def test_a_client_without_credentials_gets_nowhere(release: str, intruder: str) 
     )
 
 
+@pytest.mark.parametrize("topic", [EVENTS, STARTS])
 def test_another_kafka_user_can_neither_forge_nor_read_saga_events(
-    release: str, intruder: str
+    release: str, intruder: str, topic: str
 ) -> None:
     """An authenticated user without ACLs, as a leaked or misused credential of another
-    client would be: the authorizer refuses it the app's topic and group."""
+    client would be: the authorizer refuses it the app's topics and group."""
     password = secrets.token_urlsafe(24)
     kafka_admin(
         release, "kafka-configs.sh", "--alter", "--entity-type", "users",
         "--entity-name", "intruder", "--add-config", f"SCRAM-SHA-512=[password={password}]",
     )  # fmt: skip
-    outcome = attempts(release, intruder, "intruder", password)
+    outcome = attempts(release, intruder, "intruder", password, topic)
     assert outcome == {
         "produce": "refused: TopicAuthorizationFailedError",
         "read": "refused: TopicNotVisible",

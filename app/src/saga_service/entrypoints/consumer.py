@@ -36,6 +36,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from opentelemetry.trace import SpanKind
 
 from saga_service.domain.events import MalformedEvent, SagaEvent, parse_event
+from saga_service.domain.saga import INITIAL_EVENT
 from saga_service.observability import metrics, spans, tracing
 from saga_service.service.orchestrator import RunResult, SagaExecutor, SagaNotFound
 
@@ -313,14 +314,33 @@ class SagaConsumer:
                     break
                 await asyncio.sleep(delay)
                 delay *= 4
-        # The recovery sweep takes it from here, once a step's lease has passed.
-        try:
-            await asyncio.wait_for(
-                self.executor.retry_later(event.saga_id, event.state, error), POSTPONE_TIMEOUT
-            )
-        except Exception as exc:  # the lease it has expires anyway, only later
-            log.warning("could not postpone saga", extra={"error": repr(exc)})
+        # The saga's lease expires and the recovery sweep takes it from here.
+        if event.event_type == INITIAL_EVENT:
+            await self._shorten_start_lease(event, error)
         return "retry_later"
+
+    async def _shorten_start_lease(self, event: SagaEvent, error: str) -> None:
+        """A new saga's lease is long (SAGA_START_LEASE_SECONDS: it may wait on the starts
+        topic), so a first step that failed gets a step's lease, for the sweep to retry it
+        as soon as any other step. The database may be what failed: the slot keeps trying
+        until it takes the write, or the process stops."""
+        delay = 0.1
+        while True:
+            try:
+                await asyncio.wait_for(
+                    self.executor.retry_later(event.saga_id, event.state, error),
+                    POSTPONE_TIMEOUT,
+                )
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.stopping.is_set():  # its start lease still expires, only later
+                    log.warning("new saga's lease left long", extra={"error": repr(exc)})
+                    return
+                log.warning("could not shorten a new saga's lease", extra={"error": repr(exc)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POSTPONE_TIMEOUT)
 
     async def dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         headers = list(record.headers or ())

@@ -225,7 +225,7 @@ class SagaExecutor:
 
     async def retry_later(self, saga_id: uuid.UUID, expected: SagaState, error: str) -> None:
         """A step that failed for now: the recovery sweep retries it once a step's lease has
-        passed (a new saga's own lease would leave it waiting much longer)."""
+        passed (a new saga's own lease, SAGA_START_LEASE_SECONDS, would be much longer)."""
         async with self.pool.connection() as conn:
             await commands.postpone_saga(conn, saga_id, expected, self.lease_seconds, error)
 
