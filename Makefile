@@ -63,9 +63,9 @@ bench: tools services-deps ## benchmarks: saga throughput/latency, job throughpu
 	$(PY) -m tests.bench.saga_bench
 	$(PY) -m tests.bench.jobs_bench
 	$(PY) -m tests.bench.cluster_bench
-	$(PY) -m tests.bench.scaling_bench --signal backlog
+	$(PY) -m tests.bench.scaling_bench --signal backlog --skip-throughput
 	$(PY) -m tests.bench.scaling_bench --signal work --skip-throughput
-	$(PY) -m tests.bench.scaling_bench --signal resources --skip-throughput
+	$(PY) -m tests.bench.scaling_bench --signal resources
 	$(PY) -m tests.bench.footprint_bench
 
 CHAOS_ARGS ?= run --install local-ha.yaml --faults 22

@@ -25,7 +25,8 @@ at the end) with an HPA of 1 to 3 pods on one signal:
 2. Throughput: HPA off, 1, 2 then 3 pods, each offered --saturate orders/s for
    --window s, more than they can take: completions/s from the first completion to
    the last (the backlog drained), when the app works at capacity (Prometheus), as a
-   ratio to 1 pod, with the app's CPU use beside it.
+   ratio to 1 pod, with the app's CPU use beside it. `make bench` measures it with
+   `--signal resources`: no step delay, so the pods are bound by the machine's CPU.
 
 Writes bench-results/scaling-bench-<signal>.json and .png (the first step's timeline in
 scaling-bench-<signal>-timeline.png), and prints the JSON.
