@@ -16,6 +16,9 @@ Starts PostgreSQL, Redis and Kafka on loopback through the integration harness, 
    trip) and the CPU milliseconds the app processes spent per saga (/proc);
 4. what Kafka's SASL costs: one process at one level (--transport-level) over the broker's
    PLAINTEXT and its SASL_PLAINTEXT (SCRAM-SHA-512) listener, alternated twice;
+5. with --baseline-src, this tree's service against another checkout's (its app/src, e.g.
+   a `git worktree` of main), one process at each level, alternated twice, so that both
+   meet the same machine: the before/after ratios of a change, measured in one run;
 
 and reports the ratios the roadmap asks for:
   saga throughput / (commit ceiling / commits per saga)      target 60 %
@@ -44,11 +47,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 from saga_loadgen.stats import percentile
 
 from tests.bench.machine import load_average, machine
+from tests.bench.order_client import OrderConnection
 from tests.integration import services
 from tests.integration.app_processes import AppStack, make_stack
 
@@ -231,33 +234,37 @@ async def _drive(
         finally:
             await conn.close()
 
-    async def worker(index: int, client: httpx.AsyncClient) -> None:
+    async def worker(index: int) -> None:
+        connections = [OrderConnection(url) for url in urls]
         n = 0
-        while time.monotonic() < stop_at and len(placed) < max_sagas:
-            url = urls[(index + n) % len(urls)]
-            n += 1
-            sku = random.choice(SKUS)
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            response = await client.post(
-                url + "/orders",
-                json={
-                    "customer_id": f"bench-{index}",
-                    "items": [{"sku": sku, "quantity": 1, "unit_price_cents": 100}],
-                },
-            )
-            assert response.status_code == 202, response.text
-            saga_id = response.json()["saga_id"]
-            placed.append(saga_id)
-            waiting[saga_id] = fut
-            await asyncio.wait_for(fut, timeout=120)
-
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=256)) as client:
-        watcher = asyncio.create_task(watch())
         try:
-            await asyncio.gather(*(worker(i, client) for i in range(concurrency)))
+            while time.monotonic() < stop_at and len(placed) < max_sagas:
+                connection = connections[(index + n) % len(connections)]
+                n += 1
+                sku = random.choice(SKUS)
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                status, answer = await connection.post_json(
+                    "/orders",
+                    {
+                        "customer_id": f"bench-{index}",
+                        "items": [{"sku": sku, "quantity": 1, "unit_price_cents": 100}],
+                    },
+                )
+                assert status == 202, answer
+                saga_id = answer["saga_id"]
+                placed.append(saga_id)
+                waiting[saga_id] = fut
+                await asyncio.wait_for(fut, timeout=120)
         finally:
-            done.set()
-            await watcher
+            for connection in connections:
+                await connection.close()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    finally:
+        done.set()
+        await watcher
     wall = time.monotonic() - started_at
     rows = stack.query(
         "SELECT EXTRACT(EPOCH FROM finished_at - created_at) AS s FROM sagas"
@@ -319,10 +326,10 @@ def run_saga_levels(
     levels: list[int],
     seconds: float,
     max_sagas: int,
-    kafka_env: dict[str, str] | None = None,
+    overrides: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Sagas/s and latency at each level; `kafka_env` overrides how the app reaches Kafka
-    (the SASL listener, for the transport comparison)."""
+    """Sagas/s and latency at each level; `overrides` change the app's environment (how it
+    reaches Kafka, which code it runs)."""
     results = []
     with make_stack(
         pg,
@@ -332,7 +339,7 @@ def run_saga_levels(
         LOG_LEVEL="WARNING",
         SAGA_LEASE_SECONDS="30",
         DATABASE_POOL_SIZE="16",
-        **(kafka_env or {}),
+        **(overrides or {}),
     ) as stack:
         stack.start(processes)
         with psycopg.connect(stack.dsn, autocommit=True) as conn:
@@ -344,7 +351,9 @@ def run_saga_levels(
         for level in levels:
             before = _commits(stack)
             statements_before, cpu_before = _statements(pg, dbname), _cpu_seconds(pids)
+            driver_cpu_before = time.process_time()
             result = _run(_drive(stack, level, seconds, max_sagas))
+            driver_cpu = time.process_time() - driver_cpu_before
             statements_after, cpu_after = _statements(pg, dbname), _cpu_seconds(pids)
             # pg_stat counters are flushed asynchronously; let them settle.
             time.sleep(1.2)
@@ -359,6 +368,8 @@ def run_saga_levels(
                 (statements_after - statements_before - driver) / sagas, 2
             )
             result["app_cpu_ms_per_saga"] = round((cpu_after - cpu_before) * 1000 / sagas, 2)
+            # the load driver shares the cores with the system under test
+            result["driver_cpu_ms_per_saga"] = round(driver_cpu * 1000 / sagas, 2)
             print(json.dumps(result), file=sys.stderr, flush=True)
             results.append(result)
     return results
@@ -392,6 +403,50 @@ def compare_kafka_transports(
         "sagas_per_s": {name: round(value, 1) for name, value in mean.items()},
         "sasl_vs_plaintext": round(sasl / plain, 3),
     }
+
+
+COMPARED = ("app_cpu_ms_per_saga", "statements_per_saga", "p50_ms", "p99_ms", "sagas_per_s")
+
+
+def compare_with_baseline(
+    pg: services.PostgresInstance,
+    kf: services.KafkaInstance,
+    rd: services.RedisInstance,
+    workdir: Path,
+    baseline_src: Path,
+    levels: list[int],
+    seconds: float,
+    max_sagas: int,
+    rounds: int = 2,
+) -> dict[str, Any]:
+    """This tree's service against the one in `baseline_src`, one process at each level,
+    alternated `rounds` times; per level the mean of each figure and this / baseline."""
+    trees = {
+        "baseline": str(baseline_src.resolve()),
+        "this tree": os.environ.get("PYTHONPATH", str(REPO / "app" / "src")),
+    }
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {name: {} for name in trees}
+    for _ in range(rounds):
+        for name, src in trees.items():
+            for run in run_saga_levels(
+                pg, kf, rd, workdir, 1, levels, seconds, max_sagas, {"PYTHONPATH": src}
+            ):
+                runs[name].setdefault(run["concurrency"], []).append(run)
+    per_level = []
+    for level in levels:
+        row: dict[str, Any] = {"concurrency": level}
+        for name in trees:
+            row[name] = {
+                key: round(sum(r[key] or 0 for r in runs[name][level]) / rounds, 2)
+                for key in COMPARED
+            }
+        row["this / baseline"] = {
+            key: round(row["this tree"][key] / row["baseline"][key], 3)
+            for key in COMPARED
+            if row["baseline"][key]
+        }
+        per_level.append(row)
+    return {"baseline_src": trees["baseline"], "rounds": rounds, "levels": per_level}
 
 
 # --- report -------------------------------------------------------------------------------
@@ -467,7 +522,12 @@ def main(argv: list[str] | None = None) -> int:
         "--transport-level",
         type=int,
         default=16,
-        help="orders in flight for the PLAINTEXT vs SASL comparison (default 16)",
+        help="orders in flight for the PLAINTEXT vs SASL comparison (default 16; 0 skips it)",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="another checkout's app/src to compare this tree's service with (see 5. above)",
     )
     parser.add_argument("--max-sagas", type=int, default=5000, help="per level (default 5000)")
     parser.add_argument("--out", default=str(REPO / "bench-results"))
@@ -478,6 +538,10 @@ def main(argv: list[str] | None = None) -> int:
 
     levels = [int(x) for x in args.levels.split(",")]
     process_counts = [int(x) for x in args.processes.split(",")]
+    if min(levels) < 1 or min(process_counts) < 1 or args.transport_level < 0:
+        parser.error("--levels and --processes take counts of 1 or more, --transport-level 0+")
+    if args.baseline_src and not (args.baseline_src / "saga_service").is_dir():
+        parser.error(f"--baseline-src {args.baseline_src}: no saga_service package in it")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load_before = load_average()
@@ -515,10 +579,18 @@ def main(argv: list[str] | None = None) -> int:
             runs += run_saga_levels(
                 pg, kf, rd, base, processes, levels, args.seconds, args.max_sagas
             )
-        transport = compare_kafka_transports(
-            pg, kf, rd, base, args.transport_level, args.seconds, args.max_sagas
-        )
-        print(json.dumps({"kafka_transport": transport}), file=sys.stderr, flush=True)
+        transport = None
+        if args.transport_level:
+            transport = compare_kafka_transports(
+                pg, kf, rd, base, args.transport_level, args.seconds, args.max_sagas
+            )
+            print(json.dumps({"kafka_transport": transport}), file=sys.stderr, flush=True)
+        baseline = None
+        if args.baseline_src:
+            baseline = compare_with_baseline(
+                pg, kf, rd, base, args.baseline_src, levels, args.seconds, args.max_sagas
+            )
+            print(json.dumps({"baseline": baseline}), file=sys.stderr, flush=True)
 
     commits_per_saga = sum(r["commits_per_saga"] for r in runs) / len(runs)
     one_process = [r for r in runs if r["processes"] == 1] or runs
@@ -556,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
             "commits": round(sum(r["commits_per_saga"] for r in one_process) / len(one_process), 2),
         },
         "kafka_transport": transport,
+        "baseline": baseline,
         "ratios": {
             "saga_throughput_vs_commit_ceiling": round(best["sagas_per_s"] / saga_ceiling, 3),
             "saga_target": 0.60,

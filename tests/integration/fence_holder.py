@@ -40,7 +40,7 @@ async def main(sku: str) -> int:
                 async with conn.transaction():
                     level = await commands.fence_stock(conn, sku, lease.token)
                     assert level is not None
-                    await commands.write_stock_level(conn, level.reserve(1))
+                    await commands.apply(conn, commands.stock_level(level.reserve(1)))
                 print("WROTE", flush=True)
             except commands.FencingRejected:
                 print("REJECTED", flush=True)

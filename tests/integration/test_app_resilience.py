@@ -299,7 +299,7 @@ def test_frozen_lock_holder_cannot_write_after_its_ttl(
             async with conn.transaction():
                 level = await commands.fence_stock(conn, sku, lease.token)
                 assert level is not None
-                await commands.write_stock_level(conn, level.reserve(2))
+                await commands.apply(conn, commands.stock_level(level.reserve(2)))
             await conn.close()
             await r.aclose()  # keeps holding the lock (TTL 30 s) while the old one wakes
             return lease.token

@@ -109,6 +109,7 @@ class Runtime(BackgroundTasks):
             step_delay_ms=self.settings.saga_step_delay_ms,
             jobs_enabled=self.settings.jobs_enabled,
             on_outbox_write=self._notify_relay,
+            on_job_write=self._notify_job_relay,
         )
         sweeper = RecoverySweeper(
             self.pool,
@@ -155,6 +156,8 @@ class Runtime(BackgroundTasks):
     def _notify_relay(self) -> None:
         if self.relay is not None:
             self.relay.notify()
+
+    def _notify_job_relay(self) -> None:
         if self.job_relay is not None:
             self.job_relay.notify()
 

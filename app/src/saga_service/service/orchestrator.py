@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from saga_service.adapters.lock import LockService
 from saga_service.adapters.postgres import commands
-from saga_service.adapters.postgres.commands import FencingRejected, SagaRow
+from saga_service.adapters.postgres.commands import Effect, FencingRejected, SagaRow
 from saga_service.adapters.postgres.db import Conn, Pool, session_lost
 from saga_service.domain import order as order_domain
 from saga_service.domain.events import SagaEvent
@@ -86,6 +86,7 @@ class SagaExecutor:
         step_delay_ms: int = 0,
         jobs_enabled: bool = False,
         on_outbox_write: Callable[[], None] = lambda: None,
+        on_job_write: Callable[[], None] = lambda: None,
     ) -> None:
         self.pool = pool
         self.locks = locks
@@ -98,6 +99,8 @@ class SagaExecutor:
         self.step_delay = step_delay_ms / 1000.0
         self.jobs_enabled = jobs_enabled
         self.on_outbox_write = on_outbox_write
+        # only the confirming step writes a job: the job relay is woken for that alone
+        self.on_job_write = on_job_write
 
     # --- commands -----------------------------------------------------------------------
 
@@ -134,19 +137,15 @@ class SagaExecutor:
         items: list[OrderItem],
         retry: bool,
     ) -> None:
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn:
             # A session lost at COMMIT leaves it unknown whether the order was stored: a
             # retry looks first (on the new primary, which holds every acknowledged commit).
             if retry and await commands.order_exists(conn, order_id):
                 return
-            known = await commands.existing_skus(conn, [i.sku for i in items])
-            unknown = sorted({i.sku for i in items} - known)
-            if unknown:
-                raise UnknownSku(unknown)
             event = SagaEvent(
                 uuid.uuid4(), INITIAL_EVENT, saga_id, order_id, SagaState.RESERVING_STOCK
             )
-            await commands.insert_order(
+            unknown = await commands.insert_order(
                 conn,
                 order_id=order_id,
                 saga_id=saga_id,
@@ -160,6 +159,8 @@ class SagaExecutor:
                 event=event,
                 headers=_headers(),
             )
+        if unknown:
+            raise UnknownSku(unknown)
 
     async def set_stock(self, sku: str, quantity: int) -> StockLevel:
         order_domain.validate_sku(sku)
@@ -192,7 +193,7 @@ class SagaExecutor:
         step = step_for(expected)
         if step is None:
             if event_id is not None:
-                async with self.pool.connection() as conn, conn.transaction():
+                async with self.pool.connection() as conn:  # one statement, one transaction
                     dup = not await commands.mark_processed(conn, self.consumer_name, event_id)
                 return RunResult.DUPLICATE if dup else RunResult.STALE
             return RunResult.STALE
@@ -266,9 +267,9 @@ class SagaExecutor:
             if saga is None:
                 assert early is not None
                 return early, early.value
-            outcome, detail = await self._effect(conn, saga, step)
+            outcome, detail, effects = await self._effect(conn, saga, step)
             tr = transition(expected, outcome)
-            await self._advance(conn, saga, tr, detail, source)
+            await self._advance(conn, saga, tr, detail, source, effects)
         self._after_commit(saga, tr)
         return RunResult.ADVANCED, outcome.value
 
@@ -283,7 +284,7 @@ class SagaExecutor:
         if seen.state is not expected:
             # Moved on already; still record the event so a redelivery is a cheap no-op.
             if event_id is not None:
-                async with self.pool.connection() as conn, conn.transaction():
+                async with self.pool.connection() as conn:  # one statement, one transaction
                     new = await commands.mark_processed(conn, self.consumer_name, event_id)
                 return (RunResult.STALE, "stale") if new else (RunResult.DUPLICATE, "duplicate")
             return RunResult.STALE, "stale"
@@ -301,15 +302,17 @@ class SagaExecutor:
                             if level is not None:
                                 levels[item.sku] = level
                         decision = decide_reservation(levels, items)
+                        effects: tuple[Effect, ...] = ()
                         if decision.ok:
-                            for level in decision.new_levels.values():
-                                await commands.write_stock_level(conn, level)
-                            await commands.insert_reservations(conn, saga_id, items, tokens)
+                            effects = (
+                                *map(commands.stock_level, decision.new_levels.values()),
+                                commands.reservations(saga_id, items, tokens),
+                            )
                             outcome, detail = StepOutcome.SUCCEEDED, _describe(items)
                         else:
                             outcome, detail = StepOutcome.FAILED, decision.reason
                         tr = transition(expected, outcome)
-                        await self._advance(conn, saga, tr, detail, source)
+                        await self._advance(conn, saga, tr, detail, source, effects)
                 except FencingRejected as exc:
                     await self._on_fencing_rejected(exc, attempt)
                     continue
@@ -317,41 +320,50 @@ class SagaExecutor:
             return RunResult.ADVANCED, outcome.value
         raise LockLost(f"stock writes for saga {saga_id} kept being fenced off")
 
-    async def _effect(self, conn: Conn, saga: SagaRow, step: Step) -> tuple[StepOutcome, str]:
+    async def _effect(
+        self, conn: Conn, saga: SagaRow, step: Step
+    ) -> tuple[StepOutcome, str, tuple[Effect, ...]]:
+        """The step's outcome and its detail; writes whose result decides nothing are given
+        back as effects, for the statement that advances the saga to carry."""
         if step is Step.CHARGE_PAYMENT:
             decision = decide_payment(saga.customer_id, saga.total_cents)
             status = PaymentStatus.CHARGED if decision.approved else PaymentStatus.DECLINED
-            await commands.record_payment(conn, saga, status, decision.reason)
+            charge = (commands.payment(saga, status, decision.reason),)
             if decision.approved:
-                return StepOutcome.SUCCEEDED, f"charged {saga.total_cents} cents"
-            return StepOutcome.FAILED, f"payment declined: {decision.reason}"
+                return StepOutcome.SUCCEEDED, f"charged {saga.total_cents} cents", charge
+            return StepOutcome.FAILED, f"payment declined: {decision.reason}", charge
         if step is Step.CONFIRM_ORDER:
             decision = decide_confirmation(saga.customer_id)
             if not decision.approved:
-                return StepOutcome.FAILED, f"confirmation refused: {decision.reason}"
+                return StepOutcome.FAILED, f"confirmation refused: {decision.reason}", ()
             units = await commands.settle_reservations(conn, saga.saga_id, release=False)
-            await commands.set_order_status(conn, saga.order_id, OrderStatus.CONFIRMED)
+            confirm = commands.order_status(saga.order_id, OrderStatus.CONFIRMED)
             # In the confirming transaction: the document job exists iff the order is
             # confirmed (the job relay puts it on the queue after the commit).
-            if self.jobs_enabled:
-                await commands.insert_job(
-                    conn,
-                    order_document_job(saga.order_id, saga.saga_id, tracing.current_traceparent()),
-                )
-            return StepOutcome.SUCCEEDED, f"{units} units shipped"
+            document = order_document_job(
+                saga.order_id, saga.saga_id, tracing.current_traceparent()
+            )
+            effects = (confirm, commands.job(document)) if self.jobs_enabled else (confirm,)
+            return StepOutcome.SUCCEEDED, f"{units} units shipped", effects
         if step is Step.REFUND_PAYMENT:
             cents = await commands.refund_payment(conn, saga.saga_id)
-            return StepOutcome.SUCCEEDED, f"refunded {cents} cents"
+            return StepOutcome.SUCCEEDED, f"refunded {cents} cents", ()
         if step is Step.RELEASE_STOCK:
             units = await commands.settle_reservations(conn, saga.saga_id, release=True)
-            return StepOutcome.SUCCEEDED, f"released {units} units"
+            return StepOutcome.SUCCEEDED, f"released {units} units", ()
         if step is Step.CANCEL_ORDER:
-            await commands.set_order_status(conn, saga.order_id, OrderStatus.CANCELLED)
-            return StepOutcome.SUCCEEDED, "order cancelled"
+            cancel = commands.order_status(saga.order_id, OrderStatus.CANCELLED)
+            return StepOutcome.SUCCEEDED, "order cancelled", (cancel,)
         raise AssertionError(f"no effect for {step}")
 
     async def _advance(
-        self, conn: Conn, saga: SagaRow, tr: Transition, detail: str, source: str
+        self,
+        conn: Conn,
+        saga: SagaRow,
+        tr: Transition,
+        detail: str,
+        source: str,
+        effects: tuple[Effect, ...] = (),
     ) -> None:
         event = SagaEvent(uuid.uuid4(), tr.event_type, saga.saga_id, saga.order_id, tr.target)
         await commands.advance_saga(
@@ -363,10 +375,14 @@ class SagaExecutor:
             lease_seconds=self.lease_seconds,
             event=event,
             headers=_headers(saga),
+            effects=effects,
         )
 
     def _after_commit(self, saga: SagaRow, tr: Transition) -> None:
         self.on_outbox_write()
+        confirmed = tr.step is Step.CONFIRM_ORDER and tr.outcome is StepOutcome.SUCCEEDED
+        if self.jobs_enabled and confirmed:  # the step's transaction wrote the document job
+            self.on_job_write()
         if tr.outcome is StepOutcome.FAILED:
             metrics.STEP_FAILURES.labels(tr.step.value).inc()
         with tracing.bound(saga_id=str(saga.saga_id), order_id=str(saga.order_id)):

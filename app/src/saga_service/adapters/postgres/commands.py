@@ -4,9 +4,12 @@ on a connection the caller owns, so a step's effect, the saga's state change and
 row share one transaction.
 
 Every statement is a round trip, and round trips are most of a saga's CPU (the psycopg
-calls in a profile of the service): the bookkeeping of a step therefore rides in two
-statements, one that records the event and locks the saga, one that writes the step row,
-the saga's new state and the next event, as data-modifying CTEs."""
+calls in a profile of the service): a step therefore rides in as few statements as its
+decisions allow, as data-modifying CTEs. One records the event and locks the saga; the
+reads a decision needs follow (stock levels under their fencing token); one last writes
+the step's effects (`Effect`: the writes whose result decides nothing), the step row, the
+saga's new state and the next event. Placing an order is one statement, with no explicit
+transaction around it."""
 
 from __future__ import annotations
 
@@ -61,6 +64,20 @@ def _saga_row(row: dict[str, Any]) -> SagaRow:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """A step's write whose result the step does not need: it rides in the statement that
+    advances the saga, as one more data-modifying CTE (one round trip fewer)."""
+
+    sql: str
+    params: tuple[Any, ...]
+
+
+async def apply(conn: Conn, effect: Effect) -> None:
+    """Run an effect on its own (outside a step)."""
+    await conn.execute(effect.sql, effect.params)
+
+
 _SAGA_SELECT = """
 SELECT s.saga_id, s.order_id, s.state, s.attempts, s.correlation_id, s.traceparent,
        o.customer_id, o.total_cents,
@@ -71,11 +88,6 @@ WHERE s.saga_id = %s
 
 
 # --- orders and sagas -------------------------------------------------------------------
-
-
-async def existing_skus(conn: Conn, skus: list[str]) -> set[str]:
-    cur = await conn.execute("SELECT sku FROM stock WHERE sku = ANY(%s)", (skus,))
-    return {row["sku"] for row in await cur.fetchall()}
 
 
 async def order_exists(conn: Conn, order_id: uuid.UUID) -> bool:
@@ -97,22 +109,31 @@ async def insert_order(
     owner: str,
     event: SagaEvent,
     headers: dict[str, str],
-) -> None:
-    """The order, its items, its saga and the saga's first event: one statement, one round
-    trip (foreign keys are checked at its end, when every row is in)."""
-    await conn.execute(
-        "WITH o AS ("
+) -> list[str]:
+    """The order, its items, its saga and the saga's first event, when every SKU exists:
+    one statement, so one round trip and its own transaction (foreign keys are checked at
+    its end, when every row is in). Returns the SKUs that do not exist (sorted; nothing
+    was written then)."""
+    cur = await conn.execute(
+        "WITH unknown AS ("
+        "  SELECT w.sku FROM unnest(%s::text[]) AS w (sku)"
+        "  WHERE NOT EXISTS (SELECT 1 FROM stock WHERE stock.sku = w.sku)"
+        "), go AS (SELECT NOT EXISTS (SELECT 1 FROM unknown) AS ahead"
+        "), o AS ("
         "  INSERT INTO orders (order_id, saga_id, customer_id, total_cents, status)"
-        "  VALUES (%s, %s, %s, %s, 'PENDING')"
+        "  SELECT %s, %s, %s, %s, 'PENDING' FROM go WHERE ahead"
         "), i AS ("
         "  INSERT INTO order_items (order_id, sku, quantity, unit_price_cents)"
-        "  SELECT %s, * FROM unnest(%s::text[], %s::integer[], %s::bigint[])"
+        "  SELECT %s, r.* FROM unnest(%s::text[], %s::integer[], %s::bigint[]) AS r, go"
+        "  WHERE ahead"
         "), s AS ("
         "  INSERT INTO sagas (saga_id, order_id, state, lease_owner, lease_expires_at,"
         "   correlation_id, traceparent)"
-        "  VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s), %s, %s)"
-        ") " + _INSERT_OUTBOX,
+        "  SELECT %s, %s, %s, %s, now() + make_interval(secs => %s), %s, %s FROM go WHERE ahead"
+        "), e AS (" + _INSERT_OUTBOX_SELECT + " FROM go WHERE ahead"
+        ") SELECT coalesce(array_agg(DISTINCT sku ORDER BY sku), '{}') AS unknown FROM unknown",
         (
+            [i.sku for i in items],
             order_id,
             saga_id,
             customer_id,
@@ -131,6 +152,9 @@ async def insert_order(
             *_outbox_params(event, headers),
         ),
     )
+    row = await cur.fetchone()
+    assert row is not None
+    return list(row["unknown"])
 
 
 async def order_items(conn: Conn, order_id: uuid.UUID) -> list[OrderItem]:
@@ -173,12 +197,14 @@ async def advance_saga(
     lease_seconds: float,
     event: SagaEvent,
     headers: dict[str, str],
+    effects: tuple[Effect, ...] = (),
 ) -> None:
-    """Record the step, move the saga and put its next event in the outbox: one statement,
-    one round trip (the caller holds the saga row lock)."""
+    """The step's remaining writes (`effects`), its saga_steps row, the saga's new state and
+    its next event in the outbox: one statement, one round trip (the caller holds the saga
+    row lock)."""
     failed = tr.outcome.value == "FAILED"
     await conn.execute(
-        "WITH step AS ("
+        "WITH " + "".join(f"effect{n} AS ({e.sql}), " for n, e in enumerate(effects)) + "step AS ("
         "  INSERT INTO saga_steps (saga_id, step, outcome, from_state, to_state, detail,"
         "   executed_by) VALUES (%s, %s, %s, %s, %s, %s, %s)"
         "), moved AS ("
@@ -190,6 +216,7 @@ async def advance_saga(
         "  WHERE saga_id = %s"
         ") " + _INSERT_OUTBOX,
         (
+            *(param for e in effects for param in e.params),
             saga.saga_id,
             tr.step.value,
             tr.outcome.value,
@@ -211,8 +238,8 @@ async def advance_saga(
     )
 
 
-async def set_order_status(conn: Conn, order_id: uuid.UUID, status: OrderStatus) -> None:
-    await conn.execute(
+def order_status(order_id: uuid.UUID, status: OrderStatus) -> Effect:
+    return Effect(
         "UPDATE orders SET status = %s, updated_at = now() WHERE order_id = %s",
         (status.value, order_id),
     )
@@ -316,8 +343,9 @@ async def stock_fence_token(conn: Conn, sku: str) -> int:
     return int(row["fence_token"]) if row else 0
 
 
-async def write_stock_level(conn: Conn, level: StockLevel) -> None:
-    await conn.execute(
+def stock_level(level: StockLevel) -> Effect:
+    """The SKU's new level (its row is already locked by fence_stock)."""
+    return Effect(
         "UPDATE stock SET available = %s, reserved = %s, updated_at = now() WHERE sku = %s",
         (level.available, level.reserved, level.sku),
     )
@@ -338,10 +366,8 @@ async def set_stock(conn: Conn, sku: str, quantity: int, token: int) -> StockLev
     return StockLevel(row["sku"], row["available"], row["reserved"])
 
 
-async def insert_reservations(
-    conn: Conn, saga_id: uuid.UUID, items: list[OrderItem], tokens: dict[str, int]
-) -> None:
-    await conn.execute(
+def reservations(saga_id: uuid.UUID, items: list[OrderItem], tokens: dict[str, int]) -> Effect:
+    return Effect(
         "INSERT INTO stock_reservations (saga_id, sku, quantity, status, fence_token)"
         " SELECT %s, sku, quantity, 'RESERVED', fence_token"
         " FROM unnest(%s::text[], %s::integer[], %s::bigint[]) AS r (sku, quantity, fence_token)",
@@ -385,13 +411,13 @@ async def settle_reservations(conn: Conn, saga_id: uuid.UUID, *, release: bool) 
 # --- payments ---------------------------------------------------------------------------
 
 
-async def record_payment(conn: Conn, saga: SagaRow, status: PaymentStatus, reason: str) -> bool:
-    cur = await conn.execute(
+def payment(saga: SagaRow, status: PaymentStatus, reason: str) -> Effect:
+    """The payment's outcome; a second one for the saga changes nothing."""
+    return Effect(
         "INSERT INTO payments (saga_id, order_id, customer_id, amount_cents, status, reason)"
         " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (saga_id) DO NOTHING",
         (saga.saga_id, saga.order_id, saga.customer_id, saga.total_cents, status.value, reason),
     )
-    return cur.rowcount == 1
 
 
 async def refund_payment(conn: Conn, saga_id: uuid.UUID) -> int:
@@ -407,10 +433,10 @@ async def refund_payment(conn: Conn, saga_id: uuid.UUID) -> int:
 # --- outbox -----------------------------------------------------------------------------
 
 
-_INSERT_OUTBOX = (
-    "INSERT INTO outbox (event_id, saga_id, event_type, payload, headers)"
-    " VALUES (%s, %s, %s, %s, %s)"
-)
+_OUTBOX_COLUMNS = "INSERT INTO outbox (event_id, saga_id, event_type, payload, headers)"
+_INSERT_OUTBOX = _OUTBOX_COLUMNS + " VALUES (%s, %s, %s, %s, %s)"
+# the same row from a SELECT, which a WHERE can make conditional
+_INSERT_OUTBOX_SELECT = _OUTBOX_COLUMNS + " SELECT %s, %s, %s, %s, %s::jsonb"
 
 
 def _outbox_params(event: SagaEvent, headers: dict[str, str]) -> tuple[Any, ...]:
@@ -459,12 +485,12 @@ async def delete_published_before(conn: Conn, age_seconds: float) -> int:
 # --- background jobs --------------------------------------------------------------------
 
 
-async def insert_job(conn: Conn, job: JobRequest) -> None:
-    """Ask for a job in the caller's transaction; the same job id twice is one job."""
-    await conn.execute(
+def job(request: JobRequest) -> Effect:
+    """Ask for a job in the step's transaction; the same job id twice is one job."""
+    return Effect(
         "INSERT INTO job_outbox (job_id, job_name, payload) VALUES (%s, %s, %s)"
         " ON CONFLICT (job_id) DO NOTHING",
-        (job.job_id, job.name, json.dumps(job.payload)),
+        (request.job_id, request.name, json.dumps(request.payload)),
     )
 
 
