@@ -59,8 +59,8 @@ down: ## remove the local cluster (caches stay)
 	ci/down.sh
 
 .PHONY: bench
-bench: tools services-deps ## benchmarks: saga throughput/latency, job throughput/latency, make up times and disk, HPA reaction and scaling, every pod's CPU and memory; JSON + PNG under bench-results/
-	$(PY) -m tests.bench.saga_bench
+bench: tools services-deps ## benchmarks (SAGA_BENCH_ARGS="--baseline-src OTHER/app/src" adds a before/after): saga throughput/latency, job throughput/latency, make up times and disk, HPA reaction and scaling, every pod's CPU and memory; JSON + PNG under bench-results/
+	$(PY) -m tests.bench.saga_bench $(SAGA_BENCH_ARGS)
 	$(PY) -m tests.bench.jobs_bench
 	$(PY) -m tests.bench.cluster_bench
 	$(PY) -m tests.bench.scaling_bench --signal backlog --skip-throughput

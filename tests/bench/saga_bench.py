@@ -491,13 +491,24 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.set_xticklabels([str(level) for level in levels])
         ax.minorticks_off()
     load = report["machine"].get("loadavg_1m_before")
-    fig.suptitle(
-        f"saga-service on {report['machine']['cpus']} CPUs (load before run {load}); "
-        f"lock cycles {ratios['lock_cycles_vs_redis_ceiling']:.1%} of Redis ceiling; "
-        f"Kafka SASL/SCRAM at {report['kafka_transport']['concurrency']} in flight: "
-        f"{report['kafka_transport']['sasl_vs_plaintext']:.0%} of PLAINTEXT sagas/s",
-        fontsize=9,
-    )
+    title = [
+        f"saga-service on {report['machine']['cpus']} CPUs (load before run {load})",
+        f"lock cycles {ratios['lock_cycles_vs_redis_ceiling']:.1%} of Redis ceiling",
+    ]
+    if transport := report["kafka_transport"]:
+        title.append(
+            f"Kafka SASL/SCRAM at {transport['concurrency']} in flight: "
+            f"{transport['sasl_vs_plaintext']:.0%} of PLAINTEXT sagas/s"
+        )
+    if baseline := report["baseline"]:
+        title.append(
+            "sagas/s vs baseline: "
+            + ", ".join(
+                f"x{level['this / baseline'].get('sagas_per_s', 0):.2f} at {level['concurrency']}"
+                for level in baseline["levels"]
+            )
+        )
+    fig.suptitle("; ".join(title), fontsize=8)
     ax1.legend(fontsize=8)
     ax2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
