@@ -237,6 +237,104 @@ def drained(namespace: str) -> bool:
     )
 
 
+def cpu_limit_cores(container: dict[str, Any]) -> float | None:
+    limit = container.get("resources", {}).get("limits", {}).get("cpu")
+    if limit is None:
+        return None
+    return float(limit[:-1]) / 1000 if str(limit).endswith("m") else float(limit)
+
+
+def workload_cpu(namespace: str, seconds: int, at: float) -> dict[str, dict[str, float | None]]:
+    """Each workload's CPU over the window (cores, summed over its pods, from the kubelets'
+    cAdvisor) beside its pods' summed CPU limits: a workload at its limit is throttled, and
+    what it serves waits for it."""
+    by_pod = prometheus(
+        f'sum by (pod) (rate(container_cpu_usage_seconds_total{{namespace="{namespace}",'
+        f' container!=""}}[{seconds}s]))',
+        at=at,
+    )
+    owners: dict[str, str] = {}
+    container_limits: dict[str, list[float | None]] = {}
+    for pod in kubectl_json("get", "pods", "-n", namespace)["items"]:
+        labels = pod["metadata"].get("labels", {})
+        workload = labels.get("app.kubernetes.io/component") or pod["metadata"]["name"]
+        owners[pod["metadata"]["name"]] = workload
+        container_limits.setdefault(workload, []).extend(
+            cpu_limit_cores(c) for c in pod["spec"]["containers"]
+        )
+    limits: dict[str, float | None] = {
+        name: None if None in values else round(sum(v for v in values if v is not None), 2)
+        for name, values in container_limits.items()
+    }
+    usage: dict[str, float] = {}
+    for sample in by_pod:
+        workload = owners.get(sample["metric"].get("pod", ""))
+        if workload is not None:
+            usage[workload] = usage.get(workload, 0.0) + float(sample["value"][1])
+    return {
+        name: {"cores": round(cores, 2), "limit_cores": limits.get(name)}
+        for name, cores in sorted(usage.items(), key=lambda kv: -kv[1])
+    }
+
+
+CPU_STAT = (
+    "f=/sys/fs/cgroup/cpu.stat; [ -r $f ] || f=/sys/fs/cgroup/cpu/cpu.stat;"
+    " while read -r k v; do echo $k $v; done < $f"
+)
+
+
+def cpu_throttling(namespace: str) -> dict[str, dict[str, int]]:
+    """Each running container's CFS counters (cpu.stat of cgroup v2, or of v1's cpu
+    controller; read with the shell's own builtins: the images carry no coreutils), keyed
+    "pod/container"."""
+    counters: dict[str, dict[str, int]] = {}
+    running = kubectl_json("get", "pods", "-n", namespace, "--field-selector=status.phase=Running")
+    for pod in running["items"]:
+        for container in pod["spec"]["containers"]:
+            out = kubectl(
+                "exec", "-n", namespace, pod["metadata"]["name"], "-c", container["name"], "--",
+                "sh", "-c", CPU_STAT,
+                check=False, timeout=20,
+            )  # fmt: skip
+            stat = dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
+            if "nr_periods" in stat:
+                counters[f"{pod['metadata']['name']}/{container['name']}"] = {
+                    "nr_periods": int(stat["nr_periods"]),
+                    "nr_throttled": int(stat["nr_throttled"]),
+                    "throttled_usec": int(stat["throttled_usec"])
+                    if "throttled_usec" in stat
+                    else int(stat.get("throttled_time", 0)) // 1000,  # v1: nanoseconds
+                }
+    return counters
+
+
+def throttled_share(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
+) -> dict[str, dict[str, float]]:
+    """Per container over the window: the share of CFS periods in which it was throttled,
+    and the seconds it stood throttled (containers without a CPU limit never are)."""
+    shares = {}
+    for name, end in after.items():
+        start = before.get(name, {"nr_periods": 0, "nr_throttled": 0, "throttled_usec": 0})
+        periods = end["nr_periods"] - start["nr_periods"]
+        if periods > 0:
+            shares[name] = {
+                "throttled_periods": round(
+                    (end["nr_throttled"] - start["nr_throttled"]) / periods, 3
+                ),
+                "throttled_s": round((end["throttled_usec"] - start["throttled_usec"]) / 1e6, 1),
+            }
+    return shares
+
+
+def host_cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole host (/proc/stat): the cluster's own nodes, control
+    plane and add-ons share the cores with the release."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def throughput(namespace: str, replicas: int, rate: float, window: float) -> dict[str, Any]:
     """Completions/s while the app is saturated: the load outruns it, so from the first
     completion to the last (the backlog drained) it works at capacity throughout."""
@@ -248,12 +346,21 @@ def throughput(namespace: str, replicas: int, rate: float, window: float) -> dic
     wait_for(f"{replicas} app pods Ready", lambda: len(app_pods(namespace)) == replicas)
     wait_for("every pod to consume", lambda: drained(namespace), timeout=300, every=5)
     job = start_load(namespace, f"fixed{replicas}", rate, window)
+    cfs_before = cpu_throttling(namespace)
+    host_before = host_cpu_ticks()
     wait_for(
         "the load to end",
         lambda: any(finished(j) for j in load_jobs(namespace) if j["metadata"]["name"] == job),
         timeout=900,
     )
+    (busy_after, total_after), (busy_before, total_before) = host_cpu_ticks(), host_before
+    share = (busy_after - busy_before) / max(1, total_after - total_before)
+    host_busy = round((os.cpu_count() or 1) * share, 2)
     wait_for("the backlog to drain", lambda: drained(namespace), timeout=900, every=5)
+    throttled = throttled_share(cfs_before, cpu_throttling(namespace))
+    say("throttled periods: " + ", ".join(
+        f"{name} {t['throttled_periods']:.0%}" for name, t in throttled.items()
+    ))  # fmt: skip
     start, end = started_at(namespace, job), time.time()
     counts = prometheus_range(
         f'sum(saga_completed_total{{namespace="{namespace}"}})', start - 5, end, step=1
@@ -270,13 +377,23 @@ def throughput(namespace: str, replicas: int, rate: float, window: float) -> dic
         f'sum(rate(process_cpu_seconds_total{{namespace="{namespace}"}}[{int(last - first)}s]))',
         at=last,
     )
-    say(f"{replicas} pod(s): {per_s:.1f} sagas/s over {last - first:.0f}s, app CPU {cpu:.2f} cores")
+    say(
+        f"{replicas} pod(s): {per_s:.1f} sagas/s over {last - first:.0f}s, app CPU {cpu:.2f}"
+        f" cores, the host's cores busy during the load {host_busy}"
+    )
+    workloads = workload_cpu(namespace, int(last - first), at=last)
+    say("CPU by workload (cores / limit): " + ", ".join(
+        f"{name} {w['cores']}/{w['limit_cores']}" for name, w in workloads.items()
+    ))  # fmt: skip
     return {
         "replicas": replicas,
         "sagas_per_s": round(per_s, 2),
         "completed": int(completed),
         "saturated_s": round(last - first, 1),
         "app_cpu_cores": round(cpu, 2),
+        "host_cores_busy": host_busy,
+        "cpu_by_workload": workloads,
+        "cpu_throttling": throttled,
     }
 
 
