@@ -27,6 +27,9 @@ at the end) with an HPA of 1 to 3 pods on one signal:
    the last (the backlog drained), when the app works at capacity (Prometheus), as a
    ratio to 1 pod, with the app's CPU use beside it. `make bench` measures it with
    `--signal resources`: no step delay, so the pods are bound by the machine's CPU.
+   Where the CPU went, per level: each workload's cores beside its CPU limit, each
+   container's share of throttled CFS periods (cpu.stat), and the host's busy cores (the
+   cluster's nodes, control plane and add-ons share them with the release).
 
 Writes bench-results/scaling-bench-<signal>.json and .png (the first step's timeline in
 scaling-bench-<signal>-timeline.png), and prints the JSON.
