@@ -170,34 +170,37 @@ def lock_cycles(
     each on its own SKU (no contention: the cost of the cycle itself), and the cycle's
     latency percentiles (a loaded run queues in the client's event loop; a run of one
     coroutine shows the cycle alone)."""
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.bench.saga_bench",
-                "lock-worker",
-                "--seconds",
-                str(seconds),
-                "--concurrency",
-                str(concurrency),
-                "--prefix",
-                f"lockbench{i}",
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=str(REPO),
-        )
-        for i in range(processes)
-    ]
     cycles = 0
     latencies_ms: list[float] = []
-    for proc in procs:
-        out, _ = proc.communicate(timeout=seconds + 60)
-        result = json.loads(out.strip().splitlines()[-1])
-        cycles += result["cycles"]
-        latencies_ms += [us / 1000 for us in result["latencies_us"]]
+    with tempfile.TemporaryDirectory(prefix="lock-bench-") as tmp:
+        results = [Path(tmp) / f"worker{i}.json" for i in range(processes)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.bench.saga_bench",
+                    "lock-worker",
+                    "--seconds",
+                    str(seconds),
+                    "--concurrency",
+                    str(concurrency),
+                    "--prefix",
+                    f"lockbench{i}",
+                    "--result",
+                    str(result),
+                ],
+                env=env,
+                cwd=str(REPO),
+            )
+            for i, result in enumerate(results)
+        ]
+        for proc, result in zip(procs, results, strict=True):
+            if proc.wait(timeout=seconds + 60) != 0:
+                raise RuntimeError(f"lock worker exited with {proc.returncode}")
+            measured = json.loads(result.read_text())
+            cycles += measured["cycles"]
+            latencies_ms += [us / 1000 for us in measured["latencies_us"]]
     latencies_ms.sort()
 
     def pct(q: float) -> float | None:
@@ -548,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--seconds", type=float, default=5)
     worker.add_argument("--concurrency", type=int, default=32)
     worker.add_argument("--prefix", default="lockbench")
+    # every cycle's latency: more than a pipe takes in one write from the worker's loop
+    worker.add_argument("--result", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--levels", default="4,16,64", help="orders in flight (default 4,16,64)")
     parser.add_argument("--processes", default="1,2", help="app process counts (default 1,2)")
     parser.add_argument("--seconds", type=float, default=8.0, help="per level (default 8)")
@@ -566,7 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO / "bench-results"))
     args = parser.parse_args(argv)
     if args.command == "lock-worker":
-        print(json.dumps(_run(_lock_worker(args.seconds, args.concurrency, args.prefix))))
+        result = _run(_lock_worker(args.seconds, args.concurrency, args.prefix))
+        args.result.write_text(json.dumps(result))
         return 0
 
     levels = [int(x) for x in args.levels.split(",")]
