@@ -5,7 +5,7 @@
 #
 # Every line goes to stderr and names its script: `make up` interleaves the
 # output of a dozen scripts, and stdout is left for what a script returns
-# (get-kind.sh prints a path, for instance).
+# (build-addons.sh --path prints a path, for instance).
 # That name is PROG when the script sets it (its file name says too little,
 # as ci/images/build.sh's "images", or is taken: ci/cluster/up.sh is
 # "cluster-up", ci/up.sh "up"), else the file name without .sh.

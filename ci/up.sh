@@ -90,14 +90,6 @@ mkdir -p "$kube_dir"
 if [[ "$mode" == offline ]]; then
   cluster_kubeconfig="${CLUSTER_STATE:-/var/tmp/saga-stack-cluster}/kubeconfig"
   kubectl_built="${SAGA_STACK_CACHE:-$HOME/.cache/saga-stack}/k8s-build/$K8S_VERSION/bin/kubectl"
-  "$repo/ci/cluster/dockerd.sh" start --install
-  # Nodes left over from a stopped engine (a reboot, an ended session) do not come
-  # back as a working cluster: start over from the cached image instead.
-  if [[ -n "$("$repo/ci/cluster/node.sh" list)" ]] && ! { [[ -x "$kubectl_built" && -s "$cluster_kubeconfig" ]] \
-      && "$kubectl_built" --kubeconfig "$cluster_kubeconfig" get --raw /readyz --request-timeout=10s >/dev/null 2>&1; }; then
-    step "leftover nodes whose API server does not answer: recreating the cluster"
-    "$repo/ci/cluster/down.sh"
-  fi
   step "cluster (offline build; the first run compiles Kubernetes: expect 20-40 minutes)"
   "$repo/ci/cluster/up.sh"
   # the kubectl built with the cluster, where the project's tools live
@@ -129,7 +121,7 @@ else
   if ! kind get clusters 2>/dev/null | grep -qx saga-stack; then
     step "cluster (kind ${KIND_NODE_TAG})"
     kind create cluster --name saga-stack --image "kindest/node:${KIND_NODE_TAG}" \
-      --config "$repo/ci/cluster/kind.yaml" --wait 5m
+      --config <("$repo/ci/cluster/kind-config.sh") --wait 5m
   fi
   cluster_kubeconfig=$(mktemp)
   kind get kubeconfig --name saga-stack >"$cluster_kubeconfig"

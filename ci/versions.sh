@@ -53,6 +53,9 @@ JAEGER_VERSION=v1.75.0
 # The same release's upstream image tag: Jaeger tags each release twice, v1.x on the Go
 # module and 2.x on the v2 binary's image.
 JAEGER_UPSTREAM_TAG=2.12.0
-# Online path (stock kind with upstream images; kind >= 0.31). Not exercised on
-# our registry-less CI machines.
+# kind creates the cluster in both modes: offline from our node image, built by
+# ci/cluster/build-addons.sh from the Go module proxy; online, the kind on PATH (>= 0.31).
+KIND_VERSION=v0.33.0
+# Online path (stock kind with upstream images). Not exercised on our registry-less CI
+# machines.
 KIND_NODE_TAG=v1.35.0

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build cluster add-on binaries (metrics-server, local-path-provisioner, CNI candidates,
-# prometheus-adapter for ci/monitoring/, Traefik for ci/ingress/, VictoriaLogs and vlagent
+# Build kind and the cluster add-on binaries (metrics-server, local-path-provisioner, CNI
+# candidates, prometheus-adapter for ci/monitoring/, Traefik for ci/ingress/, VictoriaLogs and vlagent
 # for ci/logging/, Jaeger for ci/tracing/)
 # from the Go module proxy, one at a time, niced.
 set -euo pipefail
@@ -12,6 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # cilium: its pinned gobgp pseudo-version is refused by the proxy here (403), so the
 # nearest release is substituted.
 RECIPES=(
+  "kind|sigs.k8s.io/kind|${KIND_VERSION}|sigs.k8s.io/kind|"
   "metrics-server|sigs.k8s.io/metrics-server|v0.9.0|sigs.k8s.io/metrics-server/cmd/metrics-server|"
   "local-path-provisioner|github.com/rancher/local-path-provisioner|v0.0.30|github.com/rancher/local-path-provisioner|"
   "crictl|sigs.k8s.io/cri-tools|v1.37.0|sigs.k8s.io/cri-tools/cmd/crictl|"

@@ -24,7 +24,7 @@ source "${CLUSTER_DIR}/../versions.sh"
 
 # kind's extraPortMappings model: the control-plane node publishes the ingress
 # controller's NodePorts (ci/ingress/) on the host's loopback, fixed when the node is
-# created. ci/cluster/kind.yaml (the online path) names the same numbers.
+# created (ci/cluster/kind-config.sh, both modes).
 : "${INGRESS_HTTP_PORT:=8080}"
 : "${INGRESS_HTTPS_PORT:=8443}"
 # shellcheck disable=SC2034  # read by ci/ingress/up.sh
@@ -54,18 +54,42 @@ timed() {
   log "${name}: $((t1 - t0))s"
 }
 
-# docker run flags that replace --privileged for a node container (measured, see
-# docs/offline-cluster.md). /var is added by the caller (an anonymous volume per node).
+# What replaces --privileged on an engine that refuses it (its VM lacks CAP_SYS_RESOURCE;
+# measured, see docs/offline-cluster.md). privileged-shim/docker puts these in the place of
+# kind's --privileged; NODE_RUN_FLAGS starts a node container the way kind does.
+# shellcheck disable=SC2034
+PRIVILEGED_FLAGS=(
+  --cap-add=ALL --cap-drop=SYS_RESOURCE
+  --security-opt systempaths=unconfined --device-cgroup-rule='a *:* rwm'
+)
 # shellcheck disable=SC2034
 NODE_RUN_FLAGS=(
-  --cap-add=ALL --cap-drop=SYS_RESOURCE
+  "${PRIVILEGED_FLAGS[@]}"
   --security-opt seccomp=unconfined --security-opt apparmor=unconfined
-  --security-opt systempaths=unconfined
-  --cgroupns=private --device-cgroup-rule='a *:* rwm'
+  --cgroupns=private
   --tmpfs /run --tmpfs /run/lock --tmpfs /tmp
   -v /lib/modules:/lib/modules:ro
   --init=false
 )
+
+# The pod network: kind's podSubnet (kind_config) and simple-cni.sh's masquerade rule.
+: "${POD_SUBNET:=10.244.0.0/16}"
+
+# kind_bin: the kind that ci/cluster/build-addons.sh built (KIND_VERSION); dies if missing.
+kind_bin() {
+  local bin
+  bin="$("${CLUSTER_DIR}/build-addons.sh" --path kind)"
+  [[ -x "$bin" ]] || die "no kind at ${bin} (ci/cluster/build-addons.sh kind)"
+  echo "$bin"
+}
+
+# cluster_nodes [ROLE]: the names of this cluster's node containers (kind's labels),
+# sorted; ROLE is control-plane or worker. Container name = host name = node name.
+cluster_nodes() {
+  local filter=(--filter "label=io.x-k8s.kind.cluster=${CLUSTER_NAME}")
+  [[ -n "${1:-}" ]] && filter+=(--filter "label=io.x-k8s.kind.role=$1")
+  docker ps -a "${filter[@]}" --format '{{.Names}}' | sort
+}
 
 # --- add-ons (ci/monitoring/, ci/ingress/, ci/logging/, ci/tracing/) -----------
 # addon_args ARG...: the options of every add-on script, parsed into ADDON_IMAGES (1: build
@@ -137,8 +161,8 @@ addon_images() {
   "${CLUSTER_DIR}/../images/build.sh" --only "$names" --save || die "building ${names} failed (see above)"
   local tars=()
   for ref in "${refs[@]}"; do tars+=("${SAGA_STACK_CACHE}/images/$(tr ':' '-' <<<"${ref##*/}").tar"); done
-  mapfile -t worker_nodes < <("${CLUSTER_DIR}/node.sh" list | awk -F'\t' '$3 == "worker" {print $1}')
-  [[ ${#worker_nodes[@]} -gt 0 ]] || die "no worker nodes (ci/cluster/node.sh list): is the offline cluster up?"
+  mapfile -t worker_nodes < <(cluster_nodes worker)
+  [[ ${#worker_nodes[@]} -gt 0 ]] || die "no worker nodes of kind cluster ${CLUSTER_NAME}: is the offline cluster up?"
   for node in "${worker_nodes[@]}"; do
     "${CLUSTER_DIR}/load-images.sh" --refresh "$node" "${tars[@]}" || die "loading ${names} into $node failed"
   done

@@ -10,8 +10,8 @@ Usage: $(basename "$0") [IMAGE_TAR...]
 
 Imports the app, PostgreSQL, Redis and Kafka image tars from
 \${SAGA_STACK_CACHE}/images/ (or the given tars) into the containerd of every
-node of the cluster (ci/cluster/node.sh list). Images a node already has are
-skipped, so a second run takes seconds. Build the tars first:
+node of the kind cluster ${CLUSTER_NAME}. Images a node already has (same image
+ID) are skipped, so a second run takes seconds. Build the tars first:
 ci/images/build.sh --save.
 USAGE
 }
@@ -26,7 +26,7 @@ if [[ ${#tars[@]} -eq 0 ]]; then
     tars+=("${found[@]}")
   done
 fi
-mapfile -t nodes < <("${CLUSTER_DIR}/node.sh" list | awk '{print $1}')
+mapfile -t nodes < <(cluster_nodes)
 [[ ${#nodes[@]} -gt 0 ]] || die "no cluster nodes: run ci/cluster/up.sh first"
 for node in "${nodes[@]}"; do
   log "images -> $node"

@@ -19,7 +19,6 @@ USAGE
 [[ $# -ge 2 ]] || { usage; [[ "${1:-}" == -h || "${1:-}" == --help ]]; exit; }
 need docker; docker_env
 kc="$1"; shift
-: "${POD_SUBNET:=10.244.0.0/16}"   # must match kubeadm-init.sh
 KUBECTL="${SAGA_STACK_CACHE}/k8s-build/${K8S_VERSION}/bin/kubectl"
 [[ -x "$KUBECTL" ]] || die "no kubectl at $KUBECTL (build-k8s.sh kubectl)"
 declare -A CIDR IP

@@ -14,16 +14,17 @@ Usage: $(basename "$0") [--workers N]
 Steps (each one idempotent and cached; see the scripts it calls):
   dockerd.sh start --install     Docker engine from Debian, started by hand
   build-k8s.sh                   k8s ${K8S_VERSION} + etcd + CoreDNS + pause from the Go module proxy
-  build-addons.sh                metrics-server, local-path-provisioner, kube-router
+  build-addons.sh                kind ${KIND_VERSION}, metrics-server, local-path-provisioner, kube-router
   build-node-image.sh --rootfs-only   the node's Debian root filesystem
   build-images.sh                kubeadm's and the add-ons' images, FROM scratch
   build-node-image.sh            node image ${NODE_IMAGE_TAG}, those images baked in
-  node.sh create                 ${CLUSTER_NAME%-*}-cp + workers (no --privileged)
-  kubeadm-init.sh / kubeadm-join.sh
+  kind create cluster            cluster ${CLUSTER_NAME} on that image (kind-config.sh --offline);
+                                 through privileged-shim/ when the engine refuses --privileged
   simple-cni.sh                  bridge CNI + static routes
   cni/kube-router.yaml           kube-router: routes between nodes (BGP) + NetworkPolicy (iptables+ipset)
   addons/{metrics-server,local-path}.yaml   metrics-server, local-path-provisioner (default StorageClass)
-then waits for all nodes Ready and kube-system pods Running.
+then waits for all nodes Ready and kube-system pods Running. A cluster ${CLUSTER_NAME}
+whose API server answers is kept; one that does not (its engine restarted) is recreated.
 Kubeconfig: ${CLUSTER_STATE}/kubeconfig (also printed). Tear down: down.sh
 USAGE
 }
@@ -40,27 +41,47 @@ T0=$(date +%s)
 step "engine";       "$here/dockerd.sh" start --install
 docker_env
 step "binaries";     timed build-k8s-all "$here/build-k8s.sh"
-timed build-addons "$here/build-addons.sh" metrics-server local-path-provisioner kube-router
+timed build-addons "$here/build-addons.sh" kind metrics-server local-path-provisioner kube-router
 step "rootfs";       timed rootfs "$here/build-node-image.sh" --rootfs-only
 step "k8s images";   timed k8s-images "$here/build-images.sh"
 step "node image";   timed node-image "$here/build-node-image.sh"
-cp="saga-cp"; nodes=("$cp")
-for i in $(seq 1 "${WORKERS}"); do nodes+=("saga-w${i}"); done
-step "nodes ${nodes[*]}"
-"$here/node.sh" network
-pids=()
-for n in "${nodes[@]}"; do
-  role=worker; [[ "$n" == "$cp" ]] && role=control-plane
-  "$here/node.sh" create "$n" "$role" & pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p" || die "a node failed to start (see above)"; done
-# the cluster's images are baked into the node image; load-images.sh is for extras
-step "kubeadm init"; timed kubeadm-init "$here/kubeadm-init.sh" "$cp"
-KC="${CLUSTER_STATE}/kubeconfig-${cp}"
-cp "$KC" "${CLUSTER_STATE}/kubeconfig"
+
+KC="${CLUSTER_STATE}/kubeconfig"
 KUBECTL="${SAGA_STACK_CACHE}/k8s-build/${K8S_VERSION}/bin/kubectl"
-for n in "${nodes[@]:1}"; do step "join $n"; "$here/kubeadm-join.sh" "$cp" "$n"; done
-step "pod network"
+KIND="$(kind_bin)"
+kind_path="$PATH"
+# kind runs nodes (and `docker exec`s into them) with --privileged; an engine whose VM
+# lacks CAP_SYS_RESOURCE refuses that, and the shim puts the flags measured to work there
+# in its place.
+if ! docker run --rm --privileged --entrypoint true "${NODE_IMAGE_TAG}" >/dev/null 2>&1; then
+  log "the engine refuses --privileged: kind runs through ${here}/privileged-shim/docker"
+  kind_path="${here}/privileged-shim:$PATH"
+fi
+kind() { PATH="$kind_path" "$KIND" "$@"; }
+api_answers() {
+  kind get kubeconfig --name "${CLUSTER_NAME}" > "$KC" 2>/dev/null \
+    && "$KUBECTL" --kubeconfig "$KC" get --raw /readyz --request-timeout=10s >/dev/null 2>&1
+}
+if [[ -n "$(cluster_nodes)" ]] && ! api_answers; then
+  # nodes left over from a stopped engine (a reboot, an ended session) whose control plane
+  # did not come back: start over from the cached node image
+  step "kind cluster ${CLUSTER_NAME}: its API server does not answer, recreating it"
+  kind delete cluster --name "${CLUSTER_NAME}" --kubeconfig "$KC"
+fi
+if [[ -z "$(cluster_nodes)" ]]; then
+  step "kind create cluster ${CLUSTER_NAME} (image ${NODE_IMAGE_TAG}, ${WORKERS} workers)"
+  mkdir -p "${CLUSTER_STATE}"
+  t0=$(date +%s)
+  kind create cluster --name "${CLUSTER_NAME}" --image "${NODE_IMAGE_TAG}" \
+    --config <("$here/kind-config.sh" --offline --workers "${WORKERS}") --kubeconfig "$KC" \
+    || die "kind create cluster failed (see above); kind removed the nodes: docs/offline-cluster.md, Common failures, shows how to keep them for kind export logs"
+  echo "$(date -u +%FT%TZ) kind-create $(( $(date +%s) - t0 ))s" >> "${CLUSTER_STATE}/timings.log"
+else
+  log "kind cluster ${CLUSTER_NAME} is up: kept"
+fi
+kind get kubeconfig --name "${CLUSTER_NAME}" > "$KC"
+mapfile -t nodes < <(cluster_nodes)
+step "pod network (${nodes[*]})"
 for _ in $(seq 1 60); do
   missing=0
   for n in "${nodes[@]}"; do

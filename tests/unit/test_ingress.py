@@ -12,6 +12,7 @@ import k8s_openapi
 import pytest
 import yaml
 from helm import RELEASE, REPO_ROOT, helm, one, pod_spec, render
+from kind_config import kind_config
 
 INGRESS_DIR = REPO_ROOT / "ci" / "ingress"
 LOCAL = REPO_ROOT / "values" / "local.yaml"
@@ -94,16 +95,16 @@ def test_the_host_ports_reach_the_entry_points_the_gateway_listens_on() -> None:
     gateway = one(manifests(), "Gateway", "saga-gateway")
     listeners = {x["protocol"]: x["port"] for x in gateway["spec"]["listeners"]}
     assert listeners == {"HTTP": entry_points()["web"], "HTTPS": entry_points()["websecure"]}
-    # online, kind publishes the same ports (ci/cluster/kind.yaml)
-    kind = yaml.safe_load((REPO_ROOT / "ci" / "cluster" / "kind.yaml").read_text())
-    (control_plane,) = [n for n in kind["nodes"] if n["role"] == "control-plane"]
-    assert {
-        (m["hostPort"], m["containerPort"], m["listenAddress"])
-        for m in control_plane["extraPortMappings"]
-    } == {
-        (int(PORTS["INGRESS_HTTP_PORT"]), int(PORTS["INGRESS_NODE_PORT_HTTP"]), "127.0.0.1"),
-        (int(PORTS["INGRESS_HTTPS_PORT"]), int(PORTS["INGRESS_NODE_PORT_HTTPS"]), "127.0.0.1"),
-    }
+    # kind publishes those NodePorts on the host in both modes (ci/cluster/kind-config.sh)
+    for args in ([], ["--offline"]):
+        (control_plane,) = [n for n in kind_config(*args)["nodes"] if n["role"] == "control-plane"]
+        assert {
+            (m["hostPort"], m["containerPort"], m["listenAddress"])
+            for m in control_plane["extraPortMappings"]
+        } == {
+            (int(PORTS["INGRESS_HTTP_PORT"]), int(PORTS["INGRESS_NODE_PORT_HTTP"]), "127.0.0.1"),
+            (int(PORTS["INGRESS_HTTPS_PORT"]), int(PORTS["INGRESS_NODE_PORT_HTTPS"]), "127.0.0.1"),
+        }
 
 
 def test_the_local_profile_routes_the_app_and_console_through_the_controller() -> None:
