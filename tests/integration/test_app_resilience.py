@@ -25,7 +25,7 @@ from saga_service.adapters.postgres import commands
 from saga_service.adapters.postgres.db import make_conninfo, open_pool
 from saga_service.domain.order import OrderItem
 from saga_service.observability import metrics
-from saga_service.service.orchestrator import SagaExecutor
+from saga_service.service.commands import OrderCommands
 from saga_service.settings import Settings
 
 from tests.integration import app_processes, services
@@ -499,16 +499,11 @@ def test_an_order_whose_session_ends_under_it_is_stored_once_on_a_new_one(
                 )
             r = Redis(host=redis.host, port=redis.port, password=redis.password)
             locks = LockService(r, ttl_ms=30000, acquire_timeout_ms=5000)
-            executor = SagaExecutor(
-                pool,
-                locks,
-                instance_id="session-lost",
-                consumer_name="session-lost",
-                lease_seconds=30,
-                max_items=10,
+            orders = OrderCommands(
+                pool, locks, instance_id="session-lost", max_items=10, start_lease_seconds=30
             )
             before = metrics.ORDER_STORE_RETRIES._value.get()
-            placed = await executor.place_order("session-lost", [OrderItem("LOST-1", 1, 100)])
+            placed = await orders.place_order("session-lost", [OrderItem("LOST-1", 1, 100)])
             await r.aclose()
             return placed.order_id, metrics.ORDER_STORE_RETRIES._value.get() - before
         finally:

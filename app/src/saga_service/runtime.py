@@ -33,6 +33,7 @@ from saga_service.entrypoints.consumer import SagaConsumer
 from saga_service.observability import logs, metrics
 from saga_service.observability.tasks import BackgroundTasks
 from saga_service.reloader import RuntimeConfigWatcher, export_metrics, setting_values
+from saga_service.service.commands import OrderCommands
 from saga_service.service.orchestrator import SagaExecutor
 from saga_service.service.recovery import RecoverySweeper
 from saga_service.settings import Settings
@@ -78,6 +79,7 @@ class Runtime(BackgroundTasks):
         self._dependency_misconfigured: dict[str, bool] = {}
         self.kafka_problem: Diagnosis | None = None
         self._executor: SagaExecutor | None = None
+        self._commands: OrderCommands | None = None
         self.config_watcher: RuntimeConfigWatcher | None = None
         if settings.saga_runtime_config is not None:
             self.config_watcher = RuntimeConfigWatcher(
@@ -96,6 +98,11 @@ class Runtime(BackgroundTasks):
         assert self._executor is not None, "runtime not started"
         return self._executor
 
+    @property
+    def commands(self) -> OrderCommands:
+        assert self._commands is not None, "runtime not started"
+        return self._commands
+
     async def start(self) -> None:
         self.pool = await open_pool(self.settings)
         self._executor = SagaExecutor(
@@ -104,12 +111,18 @@ class Runtime(BackgroundTasks):
             instance_id=self.instance_id,
             consumer_name=self.settings.kafka_consumer_group,
             lease_seconds=self.settings.saga_lease_seconds,
-            start_lease_seconds=self.settings.saga_start_lease_seconds,
-            max_items=self.settings.max_order_items,
             step_delay_ms=self.settings.saga_step_delay_ms,
             jobs_enabled=self.settings.jobs_enabled,
             on_outbox_write=self._notify_relay,
             on_job_write=self._notify_job_relay,
+        )
+        self._commands = OrderCommands(
+            self.pool,
+            self.locks,
+            instance_id=self.instance_id,
+            max_items=self.settings.max_order_items,
+            start_lease_seconds=self.settings.saga_start_lease_seconds,
+            on_outbox_write=self._notify_relay,
         )
         sweeper = RecoverySweeper(
             self.pool,

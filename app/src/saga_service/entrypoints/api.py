@@ -42,7 +42,7 @@ from saga_service.entrypoints.api_auth import AuthFailed, write_guard
 from saga_service.entrypoints.saga_listing import Timestamp
 from saga_service.observability import metrics, spans, tracing
 from saga_service.runtime import Runtime
-from saga_service.service.orchestrator import UnknownSku
+from saga_service.service.commands import UnknownSku
 
 log = logging.getLogger(__name__)
 
@@ -612,7 +612,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                 f"too many items: {len(body.items)} > {settings.max_order_items}",
             )
         items = [OrderItem(i.sku, i.quantity, i.unit_price_cents) for i in body.items]
-        placed = await runtime.executor.place_order(body.customer_id, items)
+        placed = await runtime.commands.place_order(body.customer_id, items)
         return OrderAccepted(order_id=placed.order_id, saga_id=placed.saga_id)
 
     @app.get(
@@ -797,7 +797,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             # Draining still takes orders (they are stored before the answer, and any pod
             # runs their sagas); only a runtime that has let go of its pool refuses.
             return _error(503, "shutting_down", "this instance is shutting down; retry")
-        level = await runtime.executor.set_stock(sku, body.quantity)
+        level = await runtime.commands.set_stock(sku, body.quantity)
         return StockOut(sku=level.sku, available=level.available, reserved=level.reserved)
 
     @app.get(

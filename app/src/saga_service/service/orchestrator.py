@@ -10,24 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import itertools
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from saga_service.adapters.lock import LockService
 from saga_service.adapters.postgres import commands
 from saga_service.adapters.postgres.commands import Effect, FencingRejected, SagaRow
-from saga_service.adapters.postgres.db import Conn, Pool, session_lost
-from saga_service.domain import order as order_domain
+from saga_service.adapters.postgres.db import Conn, Pool
 from saga_service.domain.events import SagaEvent
 from saga_service.domain.jobs import order_document_job
 from saga_service.domain.order import OrderItem, OrderStatus
 from saga_service.domain.payment import PaymentStatus, decide_confirmation, decide_payment
 from saga_service.domain.saga import (
-    INITIAL_EVENT,
     SagaState,
     Step,
     StepOutcome,
@@ -39,21 +35,10 @@ from saga_service.domain.saga import (
 )
 from saga_service.domain.stock import StockLevel, decide_reservation
 from saga_service.observability import metrics, tracing
+from saga_service.service.event_headers import event_headers
+from saga_service.service.fencing import FENCING_RETRIES, lift_token_floor
 
 log = logging.getLogger(__name__)
-
-FENCING_RETRIES = 5
-# A PostgreSQL failover or switchover ends every session to the old primary, and the next
-# statement on each pooled connection fails. An order is then stored again on a new
-# connection (the pool waits for the new primary) for up to this long, so that a client
-# sees a slower answer instead of a 503; a client's timeout is usually 10 s or more.
-ORDER_STORE_RETRY_SECONDS = 8.0
-
-
-class UnknownSku(Exception):
-    def __init__(self, skus: list[str]) -> None:
-        super().__init__("unknown sku: " + ", ".join(skus))
-        self.skus = skus
 
 
 class SagaNotFound(Exception):
@@ -66,12 +51,6 @@ class RunResult(enum.StrEnum):
     STALE = "stale"
 
 
-@dataclass(frozen=True, slots=True)
-class PlacedOrder:
-    order_id: uuid.UUID
-    saga_id: uuid.UUID
-
-
 class SagaExecutor:
     def __init__(
         self,
@@ -81,8 +60,6 @@ class SagaExecutor:
         instance_id: str,
         consumer_name: str,
         lease_seconds: float,
-        max_items: int,
-        start_lease_seconds: float | None = None,
         step_delay_ms: int = 0,
         jobs_enabled: bool = False,
         on_outbox_write: Callable[[], None] = lambda: None,
@@ -93,87 +70,11 @@ class SagaExecutor:
         self.instance_id = instance_id
         self.consumer_name = consumer_name
         self.lease_seconds = lease_seconds
-        # a new saga may wait for its first step this long (SAGA_START_LEASE_SECONDS)
-        self.start_lease_seconds = start_lease_seconds or lease_seconds
-        self.max_items = max_items
         self.step_delay = step_delay_ms / 1000.0
         self.jobs_enabled = jobs_enabled
         self.on_outbox_write = on_outbox_write
         # only the confirming step writes a job: the job relay is woken for that alone
         self.on_job_write = on_job_write
-
-    # --- commands -----------------------------------------------------------------------
-
-    async def place_order(self, customer_id: str, items: list[OrderItem]) -> PlacedOrder:
-        """Validate, then store the order, its saga and the OrderPlaced event at once."""
-        order_domain.validate_customer_id(customer_id)
-        items = order_domain.validate_items(items, self.max_items)
-        order_id, saga_id = uuid.uuid4(), uuid.uuid4()
-        with tracing.bound(saga_id=str(saga_id), order_id=str(order_id)):
-            deadline = time.monotonic() + ORDER_STORE_RETRY_SECONDS
-            for attempt in itertools.count():
-                try:
-                    await self._store_order(order_id, saga_id, customer_id, items, attempt > 0)
-                    break
-                except Exception as exc:
-                    if not session_lost(exc) or time.monotonic() >= deadline:
-                        raise
-                    log.warning(
-                        "order store interrupted: the session ended; retrying",
-                        extra={"error": repr(exc), "attempt": attempt + 1},
-                    )
-                    metrics.ORDER_STORE_RETRIES.inc()
-                    await asyncio.sleep(min(0.1 * (attempt + 1), 1.0))
-            metrics.SAGAS_STARTED.inc()
-            log.info("order placed", extra={"items": len(items)})
-        self.on_outbox_write()
-        return PlacedOrder(order_id, saga_id)
-
-    async def _store_order(
-        self,
-        order_id: uuid.UUID,
-        saga_id: uuid.UUID,
-        customer_id: str,
-        items: list[OrderItem],
-        retry: bool,
-    ) -> None:
-        async with self.pool.connection() as conn:
-            # A session lost at COMMIT leaves it unknown whether the order was stored: a
-            # retry looks first (on the new primary, which holds every acknowledged commit).
-            if retry and await commands.order_exists(conn, order_id):
-                return
-            event = SagaEvent(
-                uuid.uuid4(), INITIAL_EVENT, saga_id, order_id, SagaState.RESERVING_STOCK
-            )
-            unknown = await commands.insert_order(
-                conn,
-                order_id=order_id,
-                saga_id=saga_id,
-                customer_id=customer_id,
-                items=items,
-                total_cents=order_domain.order_total_cents(items),
-                correlation_id=tracing.correlation_var.get(),
-                traceparent=tracing.current_traceparent(),
-                lease_seconds=self.start_lease_seconds,
-                owner=self.instance_id,
-                event=event,
-                headers=_headers(),
-            )
-        if unknown:
-            raise UnknownSku(unknown)
-
-    async def set_stock(self, sku: str, quantity: int) -> StockLevel:
-        order_domain.validate_sku(sku)
-        for attempt in range(FENCING_RETRIES):
-            async with self.locks.hold([sku]) as tokens:
-                try:
-                    async with self.pool.connection() as conn, conn.transaction():
-                        return await commands.set_stock(conn, sku, quantity, tokens[sku])
-                except FencingRejected as exc:
-                    await self._on_fencing_rejected(exc, attempt)
-        raise RuntimeError(f"stock write for {sku} kept being fenced off")
-
-    # --- steps --------------------------------------------------------------------------
 
     async def run_step(
         self,
@@ -314,7 +215,7 @@ class SagaExecutor:
                         tr = transition(expected, outcome)
                         await self._advance(conn, saga, tr, detail, source, effects)
                 except FencingRejected as exc:
-                    await self._on_fencing_rejected(exc, attempt)
+                    await lift_token_floor(self.pool, self.locks, exc, attempt)
                     continue
             self._after_commit(saga, tr)
             return RunResult.ADVANCED, outcome.value
@@ -374,7 +275,7 @@ class SagaExecutor:
             executed_by=f"{self.instance_id}/{source}",
             lease_seconds=self.lease_seconds,
             event=event,
-            headers=_headers(saga),
+            headers=event_headers(saga),
             effects=effects,
         )
 
@@ -401,31 +302,9 @@ class SagaExecutor:
             else:
                 metrics.SAGAS_COMPENSATED.inc()
 
-    async def _on_fencing_rejected(self, exc: FencingRejected, attempt: int) -> None:
-        metrics.LOCK_FENCING_REJECTIONS.inc()
-        log.warning(
-            "stock write fenced off; lifting the token floor and retrying",
-            extra={"sku": exc.sku, "token": exc.token, "attempt": attempt + 1},
-        )
-        async with self.pool.connection() as conn:
-            stored = await commands.stock_fence_token(conn, exc.sku)
-        await self.locks.raise_floor(exc.sku, stored)
-        await asyncio.sleep(0.01 * (attempt + 1))
-
 
 class LockLost(Exception):
     pass
-
-
-def _headers(saga: SagaRow | None = None) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    traceparent = tracing.current_traceparent() or (saga.traceparent if saga else None)
-    if traceparent:
-        headers["traceparent"] = traceparent
-    correlation = tracing.correlation_var.get() or (saga.correlation_id if saga else None)
-    if correlation:
-        headers["correlation_id"] = correlation
-    return headers
 
 
 def _describe(items: list[OrderItem]) -> str:
